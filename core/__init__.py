@@ -1,0 +1,1 @@
+"""Pneumonia X-ray library: data, imaging, training, evaluation and explanation (no Streamlit here)."""
