@@ -1,0 +1,298 @@
+"""Scoring decoded chest X-rays with a trained model, and the batch-scoring command line.
+
+    python -m core.predict --model models/NAME FILE_OR_FOLDER... --out results.csv [--heatmaps DIR] [--threshold T]
+
+Every readable file is scored; every unreadable one gets a row with its reason. Folders are streamed in
+batches, so a folder of any size never sits in memory at once. DICOM patient tags are never written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import sys
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core import config
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".dicom", ".bmp", ".tif", ".tiff")
+DEFAULT_BATCH_SIZE = 32
+CSV_COLUMNS = ("file", "status", "probability", "decision", "threshold", "model", "width", "height", "format", "heatmap", "error")
+
+
+def prepare_input(pixels: Any, height: int, width: int, channels: int) -> np.ndarray:
+    """Resize grey [0, 1] pixels (H0, W0) (or a DecodedXray) to the model input: float32 (height, width, channels) in [0, 255]."""
+    import cv2
+
+    grey = np.asarray(getattr(pixels, "pixels", pixels), dtype=np.float32)
+    if grey.ndim != 2:
+        raise ValueError(f"Expected a grey image of shape (H, W), got shape {grey.shape}; decode it with core.imaging.decode_xray first.")
+    if channels not in (1, 3):
+        raise ValueError(f"Models take 1 or 3 channels, this one asks for {channels}; check card.json input.channels.")
+    if grey.shape != (height, width):
+        # INTER_AREA averages the source pixels under each target pixel: no aliasing when shrinking.
+        grey = cv2.resize(grey, (width, height), interpolation=cv2.INTER_AREA)
+    scaled = np.clip(grey, 0.0, 1.0) * np.float32(255.0)
+    return np.repeat(scaled[:, :, None], channels, axis=2).astype(np.float32, copy=False)
+
+
+def decision_label(probability: float, threshold: float) -> str:
+    """'PNEUMONIA' when probability >= threshold, else 'NORMAL'."""
+    return config.CLASS_NAMES[int(probability >= threshold)]
+
+
+def plain_sentence(probability: float, threshold: float) -> str:
+    """One sentence a clinician can read: the decision, the score and the threshold it was compared to."""
+    if probability >= threshold:
+        return (f"The model scores this X-ray {probability:.3f}, at or above its threshold of {threshold:.3f}: "
+                "it flags it as showing signs of pneumonia. A clinician should review the image.")
+    return (f"The model scores this X-ray {probability:.3f}, below its threshold of {threshold:.3f}: "
+            "it does not flag it for pneumonia. This does not rule pneumonia out.")
+
+
+@dataclass
+class Scorer:
+    """A model ready to score images, built once per model and shared (thread-safe: one traced tf.function, no mutable state)."""
+
+    model: Any
+    name: str
+    height: int
+    width: int
+    channels: int
+    threshold: float = 0.5
+    card: dict = field(default_factory=dict)
+    _function: Any = field(default=None, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(height, width, channels) of one model input."""
+        return (self.height, self.width, self.channels)
+
+    def _predict_function(self) -> Any:
+        """The traced inference function (created once, under a lock; tf.function calls are thread-safe)."""
+        with self._lock:
+            if self._function is None:
+                import tensorflow as tf
+
+                model = self.model
+                spec = tf.TensorSpec((None, *self.input_shape), tf.float32)
+
+                @tf.function(input_signature=[spec], reduce_retracing=True)
+                def predict(batch: tf.Tensor) -> tf.Tensor:
+                    return tf.reshape(model(batch, training=False), (-1,))
+
+                self._function = predict
+            return self._function
+
+    def predict_batch(self, batch: np.ndarray) -> np.ndarray:
+        """P(pneumonia) of shape (N,) for model inputs of shape (N, H, W, C) in [0, 255]."""
+        batch = np.asarray(batch, dtype=np.float32)
+        if batch.ndim != 4 or batch.shape[1:] != self.input_shape:
+            raise ValueError(f"Expected a batch of shape (N, {self.height}, {self.width}, {self.channels}), got {batch.shape}; "
+                             "use core.predict.prepare_input on each image.")
+        if len(batch) == 0:
+            return np.zeros((0,), dtype=np.float32)
+        return self._predict_function()(batch).numpy().astype(np.float32)
+
+    def prepare(self, decoded: Any) -> np.ndarray:
+        """One decoded X-ray (or grey (H, W) array in [0, 1]) as a model input (H, W, C) in [0, 255]."""
+        return prepare_input(decoded, self.height, self.width, self.channels)
+
+    def probability(self, decoded: Any) -> float:
+        """P(pneumonia) of one decoded X-ray."""
+        return float(self.predict_batch(self.prepare(decoded)[None])[0])
+
+    def probabilities(self, decoded_images: Sequence[Any]) -> np.ndarray:
+        """P(pneumonia) of shape (N,) for several decoded X-rays, scored in one batch."""
+        if not decoded_images:
+            return np.zeros((0,), dtype=np.float32)
+        return self.predict_batch(np.stack([self.prepare(d) for d in decoded_images]))
+
+
+def scorer_from_model(model: Any, *, name: str = "model", threshold: float = 0.5, card: dict | None = None) -> Scorer:
+    """A Scorer for an in-memory Keras model; the input size is read from the model's input shape."""
+    shape = tuple(model.inputs[0].shape[1:])
+    if len(shape) != 3 or None in shape:
+        raise ValueError(f"The model input must be (H, W, C) with fixed sizes, got {shape}.")
+    height, width, channels = (int(s) for s in shape)
+    return Scorer(model=model, name=name, height=height, width=width, channels=channels, threshold=float(threshold), card=card or {})
+
+
+def _read_card(model_dir: Path) -> dict:
+    """card.json of a model folder (through core.registry when available)."""
+    try:
+        from core import registry
+
+        return dict(registry.load_card(model_dir))
+    except (ImportError, AttributeError):
+        path = model_dir / "card.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _read_keras_model(model_dir: Path) -> Any:
+    """model.keras of a model folder, loaded with safe_mode (through core.registry when available)."""
+    try:
+        from core import registry
+
+        return registry.load_keras_model(model_dir)
+    except (ImportError, AttributeError):
+        import keras
+
+        return keras.saving.load_model(model_dir / "model.keras", compile=False, safe_mode=True)
+
+
+def load_scorer(model_dir: str | Path) -> Scorer:
+    """Load models/<name>/ (model.keras + card.json) into a Scorer using the card's input size and threshold."""
+    model_dir = Path(model_dir)
+    if not (model_dir / "model.keras").exists():
+        raise ValueError(f"No model.keras in {model_dir}; pass a folder written by train.py, e.g. models/cnn_reference.")
+    config.quiet_tensorflow()
+    card = _read_card(model_dir)
+    model = _read_keras_model(model_dir)
+    threshold = float(card.get("threshold", {}).get("value", 0.5))
+    scorer = scorer_from_model(model, name=card.get("name", model_dir.name), threshold=threshold, card=card)
+    wanted = card.get("input", {})
+    if wanted and (int(wanted.get("height", scorer.height)), int(wanted.get("width", scorer.width))) != (scorer.height, scorer.width):
+        raise ValueError(f"card.json says input {wanted.get('height')}x{wanted.get('width')} but model.keras takes "
+                         f"{scorer.height}x{scorer.width}; the folder {model_dir} is inconsistent, retrain or restore it.")
+    return scorer
+
+
+def predict_probability(model: Any, decoded: Any, *, height: int | None = None, width: int | None = None,
+                        channels: int | None = None) -> float:
+    """P(pneumonia) of one decoded X-ray with a Keras model or Scorer (input size from the model unless given)."""
+    if isinstance(model, Scorer):
+        return model.probability(decoded)
+    shape = tuple(model.inputs[0].shape[1:])
+    x = prepare_input(decoded, height or int(shape[0]), width or int(shape[1]), channels or int(shape[2]))
+    return float(np.asarray(model(x[None], training=False)).reshape(-1)[0])
+
+
+# --------------------------------------------------------------------------------------------- batch CLI
+
+
+def iter_image_files(sources: Iterable[str | Path]) -> Iterator[Path]:
+    """Files named directly (whatever their suffix), and image files found recursively in folders, sorted."""
+    for source in sources:
+        path = Path(source)
+        if path.is_dir():
+            yield from sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                              and not any(part.startswith(".") for part in p.relative_to(path).parts))
+        else:
+            yield path
+
+
+def _batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """Consecutive lists of at most `size` items (streaming)."""
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def score_files(scorer: Scorer, files: Iterable[Path], *, threshold: float | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
+                heatmap_dir: Path | None = None) -> Iterator[dict]:
+    """One CSV row (dict over CSV_COLUMNS) per file, decoding and scoring `batch_size` files at a time."""
+    from core.imaging import decode_xray
+
+    threshold = scorer.threshold if threshold is None else float(threshold)
+    explainer = None
+    if heatmap_dir is not None:
+        from core import explain
+
+        heatmap_dir.mkdir(parents=True, exist_ok=True)
+        explainer = explain.GradCam(scorer.model)
+    for chunk in _batched(files, batch_size):
+        rows: list[dict] = []
+        good: list[tuple[dict, Any]] = []
+        for path in chunk:
+            row = dict.fromkeys(CSV_COLUMNS, "")
+            row.update(file=str(path), model=scorer.name, threshold=f"{threshold:.6g}")
+            try:
+                decoded = decode_xray(path)
+            except ValueError as error:  # InvalidImageError is a ValueError with a readable message
+                row.update(status="error", error=str(error))
+            except OSError as error:
+                row.update(status="error", error=f"Could not read the file: {error.strerror or error}")
+            else:
+                meta = decoded.metadata
+                row.update(status="ok", width=meta.get("width", decoded.pixels.shape[1]),
+                           height=meta.get("height", decoded.pixels.shape[0]), format=meta.get("format", ""))
+                good.append((row, decoded))
+            rows.append(row)
+        if good:
+            inputs = np.stack([scorer.prepare(decoded) for _, decoded in good])
+            probabilities = scorer.predict_batch(inputs)
+            for index, ((row, decoded), probability) in enumerate(zip(good, probabilities)):
+                row.update(probability=f"{float(probability):.6f}", decision=decision_label(float(probability), threshold))
+                if explainer is not None:
+                    row["heatmap"] = str(_write_heatmap(explainer, inputs[index], decoded.pixels, Path(row["file"]), heatmap_dir))
+        yield from rows
+
+
+def _write_heatmap(explainer: Any, model_input: np.ndarray, pixels: np.ndarray, source: Path, heatmap_dir: Path) -> Path:
+    """Write the Grad-CAM overlay of one image as PNG at its original resolution; return its path."""
+    import cv2
+
+    from core import explain
+
+    cam = explainer.heatmaps(model_input[None])[0]
+    overlay_rgb = explain.overlay(pixels, cam, opacity=0.45)
+    target = heatmap_dir / f"{source.stem}_{abs(hash(str(source.resolve()))) % 10**8:08d}_gradcam.png"
+    if not cv2.imwrite(str(target), cv2.cvtColor(overlay_rgb, cv2.COLOR_RGB2BGR)):
+        raise OSError(f"Could not write {target}")
+    return target
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Batch scoring entry point; exit status 0 when at least one file was scored, 1 when none, 2 on bad arguments."""
+    parser = argparse.ArgumentParser(prog="python -m core.predict", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", required=True, help="model folder, e.g. models/cnn_reference")
+    parser.add_argument("sources", nargs="+", metavar="FILE_OR_FOLDER", help="images (PNG, JPEG, DICOM) or folders of them")
+    parser.add_argument("--out", required=True, help="CSV file to write, one row per file")
+    parser.add_argument("--heatmaps", default=None, help="folder for Grad-CAM overlays (PNG), optional")
+    parser.add_argument("--threshold", type=float, default=None, help="decision threshold (default: the model's own, from card.json)")
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
+        parser.error("--threshold must be between 0 and 1")
+    try:
+        scorer = load_scorer(args.model)
+    except ValueError as error:
+        parser.error(str(error))
+    from tqdm import tqdm
+
+    files = list(iter_image_files(args.sources))  # paths only; pixels are streamed in batches
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    counts = {"ok": 0, "error": 0}
+    with out.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        rows = score_files(scorer, files, threshold=args.threshold, batch_size=args.batch_size,
+                           heatmap_dir=Path(args.heatmaps) if args.heatmaps else None)
+        for row in tqdm(rows, total=len(files), unit="image", desc=f"Scoring with {scorer.name}"):
+            writer.writerow(row)
+            counts[row["status"]] += 1
+    logger.info("Scored %d file(s), %d could not be read; results in %s", counts["ok"], counts["error"], out)
+    return 0 if counts["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
