@@ -231,7 +231,10 @@ def load_keras_model(entry: ModelEntry | Path | str):  # -> keras.Model (lazy im
     config.quiet_tensorflow()
     # Custom layers of our own builders register themselves on import (keras.saving.register_keras_serializable).
     if importlib.util.find_spec("core.zoo") is not None:
-        importlib.import_module("core.zoo")
+        try:
+            importlib.import_module("core.zoo")
+        except Exception as exc:  # a broken builder module must not hide a loadable standard model
+            logger.warning("core.zoo could not be imported (%s); loading with Keras's built-in layers only.", exc)
     import keras
 
     try:
