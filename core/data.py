@@ -1,0 +1,567 @@
+"""Dataset indexes (Kaggle and NIH layouts), patient-grouped splits, duplicates, leakage and fingerprints.
+
+The index is a DataFrame with one row per image and the columns of docs/ARCHITECTURE.md:
+`path, relpath, label, label_name, split, patient, subtype, width, height`, plus `folder_split`
+(the split folder or official list the image came from, kept when the validation split is carved).
+
+Decisions:
+- Kaggle's official `val/` folder (16 images, 8 patients) is too small to validate on. It is indexed with
+  `split="val"` / `folder_split="val"` and `with_validation_split` folds it into the training pool before it
+  carves the patient-grouped validation split, so the images are used and no patient straddles the border.
+- The validation split groups images by patient and stratifies patients by label (a patient counts as
+  positive if any image is), with scikit-learn's `train_test_split` over the unique patients. Passing the
+  result of `find_duplicates` merges patients that share an identical image, so a duplicate group always
+  lands on one side. On the shipped set every train duplicate group already belongs to one patient.
+- The official test split is never changed. Patient ids that also occur in train (the Kaggle test files
+  reuse the same numbering) are reported by `leakage_report`, together with pixel-identical images that
+  cross splits, so the reader can judge them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Literal
+
+import numpy as np
+import pandas as pd
+
+from core import config
+
+logger = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = frozenset({".jpeg", ".jpg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".dcm"})
+SPLITS = ("train", "val", "test")
+SUBTYPES = ("normal", "bacteria", "virus", "unknown")
+INDEX_COLUMNS = ["path", "relpath", "label", "label_name", "split", "patient", "subtype", "width", "height", "folder_split"]
+NIH_LABELS_FILE = "Data_Entry_2017.csv"
+NIH_TRAIN_LIST = "train_val_list.txt"
+NIH_TEST_LIST = "test_list.txt"
+NIH_POSITIVE_FINDING = "Pneumonia"
+NIH_TEST_FRACTION = 0.2
+_CACHE_VERSION = "1"
+
+_PERSON_RE = re.compile(r"^(person\d+)_", re.IGNORECASE)
+_NORMAL_RE = re.compile(r"^((?:NORMAL2-)?IM-\d+)", re.IGNORECASE)
+
+Layout = Literal["auto", "kaggle", "nih"]
+
+
+# --------------------------------------------------------------------------------------------------
+# File names -> patient, subtype
+
+
+def patient_from_filename(name: str) -> str:
+    """Patient id from a Kaggle file name: person1661_virus_2872 -> person1661, NORMAL2-IM-0173-0001 -> NORMAL2-IM-0173.
+
+    Names that follow neither pattern are their own patient (the file stem).
+    """
+    stem = Path(name).stem
+    match = _PERSON_RE.match(stem) or _NORMAL_RE.match(stem)
+    return match.group(1) if match else stem
+
+
+def subtype_from_filename(name: str, label: int) -> str:
+    """'normal' for label 0, else 'bacteria' / 'virus' from the Kaggle file name, else 'unknown'."""
+    if label == 0:
+        return "normal"
+    lowered = Path(name).stem.lower()
+    if "bacteria" in lowered:
+        return "bacteria"
+    if "virus" in lowered:
+        return "virus"
+    return "unknown"
+
+
+# --------------------------------------------------------------------------------------------------
+# Scanning and fingerprints
+
+
+@dataclass(frozen=True)
+class _FileEntry:
+    relpath: str
+    size: int
+    mtime_ns: int
+
+
+def _scan(root: Path) -> list[_FileEntry]:
+    """Every image and label file under `root` (hidden folders and files skipped), sorted by relpath."""
+    entries: list[_FileEntry] = []
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as iterator:
+                for entry in iterator:
+                    if entry.name.startswith("."):
+                        continue
+                    if entry.is_dir(follow_symlinks=True):
+                        stack.append(Path(entry.path))
+                        continue
+                    suffix = os.path.splitext(entry.name)[1].lower()
+                    if suffix in IMAGE_EXTENSIONS or (folder == root and suffix in (".csv", ".txt")):
+                        stat = entry.stat()
+                        relpath = Path(entry.path).relative_to(root).as_posix()
+                        entries.append(_FileEntry(relpath, stat.st_size, stat.st_mtime_ns))
+        except PermissionError:
+            logger.warning("Skipping unreadable folder %s", folder)
+    entries.sort(key=lambda e: e.relpath)
+    return entries
+
+
+def _digest(parts: Iterable[str]) -> str:
+    """SHA-256 over newline-joined parts, first 16 hex characters."""
+    hasher = hashlib.sha256()
+    for part in parts:
+        hasher.update(part.encode("utf-8"))
+        hasher.update(b"\n")
+    return hasher.hexdigest()[:16]
+
+
+def dataset_fingerprint(root: str | os.PathLike) -> str:
+    """16-hex identity of a dataset folder from every image's relative path and byte size.
+
+    Stable across copies and clones (modification times are ignored); changes when a file is added,
+    removed, renamed or changes size.
+    """
+    root = _existing_root(root)
+    return _digest(f"{e.relpath}\t{e.size}" for e in _scan(root))
+
+
+def _cache_key(entries: list[_FileEntry], layout: str) -> str:
+    """Key for cached artefacts: relpaths, sizes and modification times, so any change recomputes."""
+    return _digest([_CACHE_VERSION, layout, *(f"{e.relpath}\t{e.size}\t{e.mtime_ns}" for e in entries)])
+
+
+def _existing_root(root: str | os.PathLike) -> Path:
+    """`root` as an absolute Path, or a ValueError telling the user what to fix."""
+    path = Path(root).expanduser()
+    if not path.exists():
+        raise ValueError(
+            f"The dataset folder {str(path)!r} does not exist. Choose an existing folder in the sidebar, "
+            "set PNEUMONIA_DATA, or pass --data to train.py."
+        )
+    if not path.is_dir():
+        raise ValueError(f"{str(path)!r} is a file, not a dataset folder. Choose the folder that holds train/ and test/.")
+    return path.resolve()
+
+
+# --------------------------------------------------------------------------------------------------
+# Layout detection and indexers
+
+
+def _child_dirs(folder: Path) -> dict[str, Path]:
+    """Sub-folders of `folder` keyed by lower-case name."""
+    try:
+        return {p.name.lower(): p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        return {}
+
+
+def _find_nih_labels(root: Path) -> Path | None:
+    """Data_Entry_2017.csv in `root` or one level below, if present."""
+    for candidate in (root / NIH_LABELS_FILE, *root.glob(f"*/{NIH_LABELS_FILE}")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def detect_layout(root: str | os.PathLike) -> Literal["kaggle", "nih"]:
+    """'nih' when Data_Entry_2017.csv is present, 'kaggle' when train|val|test/NORMAL|PNEUMONIA folders are."""
+    root = _existing_root(root)
+    if _find_nih_labels(root) is not None:
+        return "nih"
+    for split_dir in (d for name, d in _child_dirs(root).items() if name in SPLITS):
+        if any(name in ("normal", "pneumonia") for name in _child_dirs(split_dir)):
+            return "kaggle"
+    raise ValueError(
+        f"{str(root)!r} is neither a Kaggle-layout folder (train/, val/ or test/, each with NORMAL/ and "
+        f"PNEUMONIA/ inside) nor an NIH ChestX-ray14 folder ({NIH_LABELS_FILE} plus image folders). "
+        "Choose the folder that directly contains them."
+    )
+
+
+def _read_sizes(paths: list[str]) -> list[tuple[int, int]]:
+    """(width, height) of every file from its header, read in a few threads; (0, 0) when unreadable."""
+    from core.imaging import read_image_size
+
+    def one(path: str) -> tuple[int, int]:
+        try:
+            return read_image_size(path)
+        except Exception as exc:  # noqa: BLE001 - one bad file must not stop the index; it is reported
+            logger.warning("Cannot read the size of %s (%s); it is indexed with size 0x0", path, type(exc).__name__)
+            return (0, 0)
+
+    if len(paths) < 64:
+        return [one(p) for p in paths]
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        return list(pool.map(one, paths, chunksize=256))
+
+
+def _finish(frame: pd.DataFrame, root: Path) -> pd.DataFrame:
+    """Add absolute paths, label names and sizes; order the columns; sort by relpath."""
+    frame = frame.sort_values("relpath", kind="stable").reset_index(drop=True)
+    frame.insert(0, "path", [str(root / r) for r in frame["relpath"]])
+    frame["label"] = frame["label"].astype("int64")
+    frame["label_name"] = [config.CLASS_NAMES[v] for v in frame["label"]]
+    if "width" not in frame:
+        sizes = _read_sizes(frame["path"].tolist())
+        frame["width"] = np.array([s[0] for s in sizes], dtype=np.int64)
+        frame["height"] = np.array([s[1] for s in sizes], dtype=np.int64)
+    frame["folder_split"] = frame["split"]
+    return frame[INDEX_COLUMNS]
+
+
+def index_kaggle(root: str | os.PathLike) -> pd.DataFrame:
+    """Index a Kaggle-layout folder: {train,val,test}/{NORMAL,PNEUMONIA}/*.jpeg (any split may be missing)."""
+    root = _existing_root(root)
+    rows = []
+    for split_name, split_dir in sorted(_child_dirs(root).items()):
+        if split_name not in SPLITS:
+            continue
+        for class_name, class_dir in _child_dirs(split_dir).items():
+            if class_name not in ("normal", "pneumonia"):
+                logger.info("Ignoring folder %s (not NORMAL or PNEUMONIA)", class_dir)
+                continue
+            label = int(class_name == "pneumonia")
+            for file in class_dir.iterdir():
+                if file.name.startswith(".") or file.suffix.lower() not in IMAGE_EXTENSIONS or not file.is_file():
+                    continue
+                rows.append(
+                    {
+                        "relpath": file.relative_to(root).as_posix(),
+                        "label": label,
+                        "split": split_name,
+                        "patient": patient_from_filename(file.name),
+                        "subtype": subtype_from_filename(file.name, label),
+                    }
+                )
+    if not rows:
+        raise ValueError(
+            f"No images found in {str(root)!r}. Expected train/, val/ or test/ folders each holding "
+            "NORMAL/ and PNEUMONIA/ folders of .jpeg/.png files."
+        )
+    return _finish(pd.DataFrame(rows), root)
+
+
+def _read_list(path: Path) -> set[str]:
+    """File names listed one per line in an NIH split list."""
+    return {line.strip() for line in path.read_text().splitlines() if line.strip()}
+
+
+def index_nih(root: str | os.PathLike, *, test_fraction: float = NIH_TEST_FRACTION, seed: int = config.SPLIT_SEED) -> pd.DataFrame:
+    """Index an NIH ChestX-ray14 folder: Data_Entry_2017.csv plus images in any sub-folders.
+
+    label = 1 when "Pneumonia" is among `Finding Labels`; subtype "normal" for "No Finding", else "unknown".
+    Splits come from train_val_list.txt / test_list.txt when present, else a patient-grouped,
+    label-stratified test split of `test_fraction` of the patients.
+    """
+    root = _existing_root(root)
+    labels_file = _find_nih_labels(root)
+    if labels_file is None:
+        raise ValueError(f"{NIH_LABELS_FILE} was not found in {str(root)!r}. Put the NIH label file next to the image folders.")
+    table = pd.read_csv(labels_file, usecols=["Image Index", "Finding Labels", "Patient ID"], dtype=str)
+    on_disk = {e.relpath.rsplit("/", 1)[-1]: e.relpath for e in _scan(root) if not e.relpath.endswith((".csv", ".txt"))}
+    present = table["Image Index"].isin(on_disk)
+    if not present.all():
+        logger.warning("%d of %d images listed in %s are not on disk; they are left out", (~present).sum(), len(table), NIH_LABELS_FILE)
+    table = table[present]
+    if table.empty:
+        raise ValueError(f"None of the images listed in {NIH_LABELS_FILE} were found under {str(root)!r}.")
+    findings = table["Finding Labels"].fillna("")
+    label = findings.map(lambda s: int(NIH_POSITIVE_FINDING in s.split("|"))).astype("int64")
+    frame = pd.DataFrame(
+        {
+            "relpath": table["Image Index"].map(on_disk).to_numpy(),
+            "label": label.to_numpy(),
+            "patient": table["Patient ID"].str.strip().to_numpy(),
+            "subtype": np.where(label.to_numpy() == 1, "unknown", np.where(findings.to_numpy() == "No Finding", "normal", "unknown")),
+        }
+    )
+    names = table["Image Index"].to_numpy()
+    train_list, test_list = labels_file.parent / NIH_TRAIN_LIST, labels_file.parent / NIH_TEST_LIST
+    if train_list.is_file() and test_list.is_file():
+        test_names = _read_list(test_list)
+        frame["split"] = np.where(np.isin(names, list(test_names)), "test", "train")
+        crossing = set(frame.loc[frame["split"] == "test", "patient"]) & set(frame.loc[frame["split"] == "train", "patient"])
+        if crossing:
+            logger.warning("%d patients appear in both the official NIH train and test lists", len(crossing))
+    else:
+        frame["split"] = "train"
+        held_out = _grouped_holdout(frame["label"].to_numpy(), frame["patient"].to_numpy(), test_fraction, seed)
+        frame.loc[held_out, "split"] = "test"
+    return _finish(frame, root)
+
+
+def index_dataset(root: str | os.PathLike, format: Layout = "auto", *, use_cache: bool = True) -> pd.DataFrame:
+    """Index a dataset folder (layout detected unless `format` says); cached under config.CACHE_DIR.
+
+    The cache key covers every file's path, size and modification time, so any change re-indexes.
+    """
+    root = _existing_root(root)
+    layout = detect_layout(root) if format == "auto" else format
+    if layout not in ("kaggle", "nih"):
+        raise ValueError(f"Unknown dataset format {format!r}; use 'auto', 'kaggle' or 'nih'.")
+    cache_file = None
+    if use_cache:
+        cache_file = config.CACHE_DIR / "index" / f"{layout}-{_cache_key(_scan(root), layout)}.csv"
+        cached = _read_cached_index(cache_file, root)
+        if cached is not None:
+            return cached
+    index = index_kaggle(root) if layout == "kaggle" else index_nih(root)
+    if cache_file is not None:
+        _write_cached_index(cache_file, index)
+    logger.info("Indexed %d images in %s (%s layout)", len(index), root, layout)
+    return index
+
+
+def _read_cached_index(cache_file: Path, root: Path) -> pd.DataFrame | None:
+    """A cached index with absolute paths rebuilt for `root`, or None when absent or unreadable."""
+    if not cache_file.is_file():
+        return None
+    try:
+        frame = pd.read_csv(
+            cache_file,
+            dtype={"relpath": str, "label": "int64", "split": str, "patient": str, "subtype": str,
+                   "width": "int64", "height": "int64", "folder_split": str},
+            keep_default_na=False,
+        )
+    except (OSError, ValueError) as exc:
+        logger.warning("Ignoring unreadable index cache %s (%s)", cache_file, exc)
+        return None
+    frame.insert(0, "path", [str(root / r) for r in frame["relpath"]])
+    frame["label_name"] = [config.CLASS_NAMES[v] for v in frame["label"]]
+    return frame[INDEX_COLUMNS]
+
+
+def _write_cached_index(cache_file: Path, index: pd.DataFrame) -> None:
+    """Write the index (without absolute paths) atomically; a read-only cache folder is only logged."""
+    try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache_file.with_suffix(f".tmp{os.getpid()}")
+        index.drop(columns=["path", "label_name"]).to_csv(tmp, index=False)
+        os.replace(tmp, cache_file)
+    except OSError as exc:
+        logger.warning("Could not write the index cache %s (%s); indexing will not be cached", cache_file, exc)
+
+
+# --------------------------------------------------------------------------------------------------
+# Patient-grouped splits
+
+
+def _grouped_holdout(labels: np.ndarray, groups: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Boolean mask (n_images,) of a held-out set: `fraction` of the groups, stratified by group label."""
+    from sklearn.model_selection import train_test_split
+
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"The held-out fraction must be between 0 and 1 (exclusive), got {fraction}.")
+    frame = pd.DataFrame({"label": labels, "group": groups})
+    group_label = frame.groupby("group", sort=True)["label"].max()
+    if len(group_label) < 2:
+        raise ValueError(
+            f"Only {len(group_label)} patient(s) in the training pool; at least 2 are needed to carve a "
+            "patient-grouped split. Add images from more patients."
+        )
+    try:
+        _, held = train_test_split(group_label.index.to_numpy(), test_size=fraction, random_state=seed, stratify=group_label.to_numpy())
+    except ValueError:
+        logger.warning("Too few patients per class to stratify the split; splitting patients without stratification")
+        _, held = train_test_split(group_label.index.to_numpy(), test_size=fraction, random_state=seed)
+    return frame["group"].isin(set(held)).to_numpy()
+
+
+def _merge_groups(patients: np.ndarray, relpaths: np.ndarray, duplicates: pd.DataFrame | None) -> np.ndarray:
+    """Patient ids, with patients that share an identical image merged into one group (union-find)."""
+    if duplicates is None or duplicates.empty:
+        return patients
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    group_of = dict(zip(duplicates["relpath"], duplicates["group"]))
+    members: dict[int, list[str]] = defaultdict(list)
+    for patient, relpath in zip(patients, relpaths):
+        if relpath in group_of:
+            members[group_of[relpath]].append(patient)
+    for group_patients in members.values():
+        for other in group_patients[1:]:
+            parent[find(other)] = find(group_patients[0])
+    return np.array([find(p) for p in patients], dtype=object)
+
+
+def with_validation_split(
+    index: pd.DataFrame,
+    *,
+    fraction: float = config.VALIDATION_FRACTION,
+    seed: int = config.SPLIT_SEED,
+    duplicates: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Carve a patient-grouped, label-stratified validation split (`fraction` of the patients) out of train.
+
+    The pool is every row whose split is "train" or "val" (so Kaggle's official val/ folder is folded in);
+    "test" rows are untouched. With `duplicates` (from `find_duplicates`), patients sharing an identical image
+    are kept together. Deterministic for a given index, fraction and seed. Returns a new DataFrame.
+    """
+    result = index.copy()
+    pool = result["split"].isin(["train", "val"]).to_numpy()
+    if not pool.any():
+        logger.warning("No training images to carve a validation split from; the index is returned unchanged")
+        return result
+    groups = _merge_groups(
+        result.loc[pool, "patient"].astype(str).to_numpy(), result.loc[pool, "relpath"].to_numpy(), duplicates
+    )
+    held = _grouped_holdout(result.loc[pool, "label"].to_numpy(), groups, fraction, seed)
+    result.loc[pool, "split"] = np.where(held, "val", "train")
+    return result
+
+
+def load_index(
+    root: str | os.PathLike | None = None,
+    *,
+    fraction: float = config.VALIDATION_FRACTION,
+    seed: int = config.SPLIT_SEED,
+) -> pd.DataFrame:
+    """`index_dataset(root)` then `with_validation_split`; `root` defaults to config.data_root()."""
+    return with_validation_split(index_dataset(root if root is not None else config.data_root()), fraction=fraction, seed=seed)
+
+
+# --------------------------------------------------------------------------------------------------
+# Duplicates and leakage
+
+
+def _content_hash(path: str, method: str) -> str:
+    """BLAKE2b-128 of the file bytes ('bytes') or of the decoded 8-bit grey pixels plus shape ('pixels')."""
+    if method == "bytes":
+        with open(path, "rb") as handle:
+            return hashlib.blake2b(handle.read(), digest_size=16).hexdigest()
+    from core.imaging import decode_xray, to_uint8
+
+    pixels = to_uint8(decode_xray(path))
+    hasher = hashlib.blake2b(digest_size=16)
+    hasher.update(np.array(pixels.shape, dtype=np.int64).tobytes())
+    hasher.update(pixels.tobytes())
+    return hasher.hexdigest()
+
+
+def content_hashes(index: pd.DataFrame, *, method: Literal["pixels", "bytes"] = "pixels", workers: int | None = None) -> pd.Series:
+    """Content hash per row (str, index aligned with `index`); unreadable files get an empty string."""
+    if method not in ("pixels", "bytes"):
+        raise ValueError(f"method must be 'pixels' or 'bytes', got {method!r}.")
+
+    def one(path: str) -> str:
+        try:
+            return _content_hash(path, method)
+        except (OSError, ValueError) as exc:
+            logger.warning("Cannot hash %s (%s); it is left out of duplicate detection", path, type(exc).__name__)
+            return ""
+
+    paths = index["path"].tolist()
+    with ThreadPoolExecutor(max_workers=workers or min(4, os.cpu_count() or 1)) as pool:
+        hashes = list(pool.map(one, paths, chunksize=64))
+    return pd.Series(hashes, index=index.index, name="hash", dtype=object)
+
+
+def find_duplicates(
+    index: pd.DataFrame,
+    *,
+    method: Literal["pixels", "bytes"] = "pixels",
+    hashes: pd.Series | None = None,
+    workers: int | None = None,
+) -> pd.DataFrame:
+    """Groups of images with identical content: one row per image in a group of two or more.
+
+    Columns: group (int, 0..), hash, relpath, split, label, patient, group_size. 'pixels' hashes the decoded
+    8-bit grey pixels (catches re-saved copies with different headers); 'bytes' hashes the file bytes.
+    """
+    hashes = content_hashes(index, method=method, workers=workers) if hashes is None else hashes
+    frame = index[["relpath", "split", "label", "patient"]].assign(hash=hashes.to_numpy())
+    frame = frame[frame["hash"] != ""]
+    sizes = frame.groupby("hash")["relpath"].transform("size")
+    dups = frame[sizes > 1].copy()
+    dups["group_size"] = sizes[sizes > 1].astype("int64")
+    order = dups.groupby("hash")["relpath"].transform("min")
+    dups = dups.assign(_first=order).sort_values(["_first", "relpath"]).drop(columns="_first")
+    dups.insert(0, "group", pd.factorize(dups["hash"])[0].astype("int64"))
+    return dups.reset_index(drop=True)[["group", "hash", "relpath", "split", "label", "patient", "group_size"]]
+
+
+def patient_leakage(index: pd.DataFrame) -> pd.DataFrame:
+    """Patients whose images are in more than one split: patient, splits ('train+test'), n_images, one count column per split."""
+    counts = pd.crosstab(index["patient"], index["split"])
+    counts = counts[[s for s in SPLITS if s in counts.columns]]
+    crossing = counts[(counts > 0).sum(axis=1) > 1]
+    result = pd.DataFrame(
+        {
+            "patient": crossing.index.astype(str),
+            "splits": ["+".join(s for s in crossing.columns if row[s] > 0) for _, row in crossing.iterrows()],
+            "n_images": crossing.sum(axis=1).to_numpy().astype("int64"),
+        }
+    )
+    for split in crossing.columns:
+        result[f"n_{split}"] = crossing[split].to_numpy().astype("int64")
+    return result.reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class LeakageReport:
+    """What could leak between splits: patients and identical images found in more than one split."""
+
+    crossing_patients: pd.DataFrame
+    duplicates: pd.DataFrame
+    crossing_duplicate_groups: pd.DataFrame
+    conflicting_label_groups: pd.DataFrame
+
+    @property
+    def n_duplicate_groups(self) -> int:
+        """Number of groups of identical images."""
+        return int(self.duplicates["group"].nunique()) if not self.duplicates.empty else 0
+
+    def crossing_pairs(self) -> dict[str, int]:
+        """Number of crossing patients per pair of splits, e.g. {'train+test': 170}."""
+        return {k: int(v) for k, v in self.crossing_patients["splits"].value_counts().sort_index().items()}
+
+    def summary(self) -> dict[str, int]:
+        """Counts for display: duplicate groups/images, groups crossing splits, crossing patients."""
+        return {
+            "duplicate_groups": self.n_duplicate_groups,
+            "duplicate_images": int(len(self.duplicates)),
+            "duplicate_groups_crossing_splits": int(self.crossing_duplicate_groups["group"].nunique()) if not self.crossing_duplicate_groups.empty else 0,
+            "duplicate_groups_with_conflicting_labels": int(self.conflicting_label_groups["group"].nunique()) if not self.conflicting_label_groups.empty else 0,
+            "patients_crossing_splits": int(len(self.crossing_patients)),
+            "patients_crossing_train_val": int(self.crossing_patients["splits"].str.contains("train").mul(self.crossing_patients["splits"].str.contains("val")).sum()) if not self.crossing_patients.empty else 0,
+        }
+
+
+def leakage_report(index: pd.DataFrame, duplicates: pd.DataFrame | None = None) -> LeakageReport:
+    """Patients in more than one split, and duplicate groups (from `find_duplicates`) spanning splits or labels."""
+    duplicates = find_duplicates(index) if duplicates is None else duplicates
+    # The duplicates frame may predate the validation split: take splits from the current index.
+    current = dict(zip(index["relpath"], index["split"]))
+    duplicates = duplicates.assign(split=duplicates["relpath"].map(current)).dropna(subset=["split"])
+    n_splits = duplicates.groupby("group")["split"].transform("nunique")
+    n_labels = duplicates.groupby("group")["label"].transform("nunique")
+    return LeakageReport(
+        crossing_patients=patient_leakage(index),
+        duplicates=duplicates.reset_index(drop=True),
+        crossing_duplicate_groups=duplicates[n_splits > 1].reset_index(drop=True),
+        conflicting_label_groups=duplicates[n_labels > 1].reset_index(drop=True),
+    )
+
+
+def split_counts(index: pd.DataFrame, *, by: str = "split") -> pd.DataFrame:
+    """Images per `by` (split or folder_split) and class: rows in SPLITS order, columns CLASS_NAMES plus total."""
+    table = pd.crosstab(index[by], index["label_name"]).reindex(columns=list(config.CLASS_NAMES), fill_value=0)
+    table = table.reindex([s for s in SPLITS if s in table.index])
+    table["total"] = table.sum(axis=1)
+    table.index.name = by
+    return table.astype("int64")
