@@ -36,11 +36,11 @@ FILTER_VIS_MAX_STEPS = 100
 _CONV_KINDS = ("Conv2D", "SeparableConv2D", "DepthwiseConv2D", "Conv2DTranspose")
 _ACTIVATION_KINDS = ("Activation", "ReLU", "LeakyReLU", "ELU", "PReLU")
 
-_cache_lock = threading.Lock()
+_cache_lock = threading.RLock()
 _cache: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
 
 
-def _cached(model: Any, key: tuple, build: Callable[[], Any]) -> Any:
+def cached(model: Any, key: tuple, build: Callable[[], Any]) -> Any:
     """The object `build()` made for (model, key), built once and kept as long as the model lives."""
     with _cache_lock:
         per_model = _cache.setdefault(model, {})
@@ -110,7 +110,7 @@ def default_target_layer(model: Any) -> str:
     return candidates[-1].name
 
 
-def _logit_head(model: Any) -> tuple[Any, Callable[[Any], Any]]:
+def logit_head(model: Any) -> tuple[Any, Callable[[Any], Any]]:
     """(tensor feeding the head, function from it to the pre-sigmoid logit) so gradients never saturate."""
     import keras
     import tensorflow as tf
@@ -167,7 +167,7 @@ class GradCam:
                              f"{[i.name for i in conv_layers(model)]}.") from error
         if len(target.output.shape) != 4:
             raise ValueError(f"Layer {self.layer_name!r} has output shape {tuple(target.output.shape)}; Grad-CAM needs a (N, h, w, c) layer.")
-        head_input, to_logit = _logit_head(model)
+        head_input, to_logit = logit_head(model)
         self._sub_model = keras.Model(model.inputs, [target.output, head_input])
         height, width, channels = (int(s) for s in model.inputs[0].shape[1:])
         self.input_shape = (height, width, channels)
@@ -202,7 +202,7 @@ class GradCam:
 def gradcam_for(model: Any, layer_name: str | None = None) -> GradCam:
     """The cached GradCam of (model, layer) (default layer: the last convolution)."""
     layer_name = layer_name or default_target_layer(model)
-    return _cached(model, ("gradcam", layer_name), lambda: GradCam(model, layer_name))
+    return cached(model, ("gradcam", layer_name), lambda: GradCam(model, layer_name))
 
 
 def _tf_keras_vis(model: Any, method: str) -> Any:
@@ -222,7 +222,7 @@ def _tf_keras_vis(model: Any, method: str) -> Any:
             return Saliency(model, model_modifier=ReplaceToLinear(), clone=True)
         raise ValueError(f"Unknown method {method!r}; choose one of {list(METHODS)}.")
 
-    return _cached(model, ("tf-keras-vis", method), build)
+    return cached(model, ("tf-keras-vis", method), build)
 
 
 def explain(model: Any, model_input: np.ndarray, *, method: str = "gradcam", layer_name: str | None = None,
@@ -369,7 +369,7 @@ def layer_activations(model: Any, layer_name: str, model_input: np.ndarray) -> n
         return tf.function(lambda batch: sub_model(batch, training=False),
                            input_signature=[tf.TensorSpec((None, *shape), tf.float32)])
 
-    function = _cached(model, ("activations", layer_name), build)
+    function = cached(model, ("activations", layer_name), build)
     return function(np.asarray(model_input, np.float32)[None])[0].numpy()
 
 
@@ -411,7 +411,7 @@ def filter_visualisations(model: Any, layer_name: str, filters: Sequence[int], *
 
         return ascend
 
-    ascend = _cached(model, ("filters", layer_name), build)
+    ascend = cached(model, ("filters", layer_name), build)
     n_channels = int(model.get_layer(layer_name).output.shape[-1])
     filters = [int(f) for f in filters]
     if any(not 0 <= f < n_channels for f in filters):
