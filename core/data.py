@@ -304,21 +304,26 @@ def index_dataset(root: str | os.PathLike, format: Layout = "auto", *, use_cache
 
     The cache key covers every file's path, size and modification time, so any change re-indexes.
     """
+    return _index_and_key(root, format, use_cache=use_cache)[0]
+
+
+def _index_and_key(root: str | os.PathLike, format: Layout, *, use_cache: bool) -> tuple[pd.DataFrame, str | None]:
+    """The index of `root` and its cache key (None when caching is off)."""
     root = _existing_root(root)
     layout = detect_layout(root) if format == "auto" else format
     if layout not in ("kaggle", "nih"):
         raise ValueError(f"Unknown dataset format {format!r}; use 'auto', 'kaggle' or 'nih'.")
-    cache_file = None
-    if use_cache:
-        cache_file = config.CACHE_DIR / "index" / f"{layout}-{_cache_key(_scan(root), layout)}.csv"
-        cached = _read_cached_index(cache_file, root)
-        if cached is not None:
-            return cached
+    if not use_cache:
+        return (index_kaggle(root) if layout == "kaggle" else index_nih(root)), None
+    key = f"{layout}-{_cache_key(_scan(root), layout)}"
+    cache_file = config.CACHE_DIR / "index" / f"{key}.csv"
+    cached = _read_cached_index(cache_file, root)
+    if cached is not None:
+        return cached, key
     index = index_kaggle(root) if layout == "kaggle" else index_nih(root)
-    if cache_file is not None:
-        _write_cached_index(cache_file, index)
+    _write_cached_index(cache_file, index)
     logger.info("Indexed %d images in %s (%s layout)", len(index), root, layout)
-    return index
+    return index, key
 
 
 def _read_cached_index(cache_file: Path, root: Path) -> pd.DataFrame | None:
@@ -430,9 +435,23 @@ def load_index(
     *,
     fraction: float = config.VALIDATION_FRACTION,
     seed: int = config.SPLIT_SEED,
+    use_cache: bool = True,
 ) -> pd.DataFrame:
-    """`index_dataset(root)` then `with_validation_split`; `root` defaults to config.data_root()."""
-    return with_validation_split(index_dataset(root if root is not None else config.data_root()), fraction=fraction, seed=seed)
+    """`index_dataset(root)` then `with_validation_split`; `root` defaults to config.data_root().
+
+    The split index is cached too (keyed by the files, `fraction` and `seed`), so a warm call needs no scikit-learn.
+    """
+    root = _existing_root(root if root is not None else config.data_root())
+    index, key = _index_and_key(root, "auto", use_cache=use_cache)
+    if key is None:
+        return with_validation_split(index, fraction=fraction, seed=seed)
+    cache_file = config.CACHE_DIR / "index" / f"{key}-val{fraction:g}-seed{seed}.csv"
+    cached = _read_cached_index(cache_file, root)
+    if cached is not None:
+        return cached
+    result = with_validation_split(index, fraction=fraction, seed=seed)
+    _write_cached_index(cache_file, result)
+    return result
 
 
 # --------------------------------------------------------------------------------------------------
@@ -538,7 +557,7 @@ class LeakageReport:
             "duplicate_groups_crossing_splits": int(self.crossing_duplicate_groups["group"].nunique()) if not self.crossing_duplicate_groups.empty else 0,
             "duplicate_groups_with_conflicting_labels": int(self.conflicting_label_groups["group"].nunique()) if not self.conflicting_label_groups.empty else 0,
             "patients_crossing_splits": int(len(self.crossing_patients)),
-            "patients_crossing_train_val": int(self.crossing_patients["splits"].str.contains("train").mul(self.crossing_patients["splits"].str.contains("val")).sum()) if not self.crossing_patients.empty else 0,
+            "patients_crossing_train_val": int(sum("train" in s and "val" in s for s in self.crossing_patients["splits"])),
         }
 
 
