@@ -244,3 +244,66 @@ def load_keras_model(entry: ModelEntry | Path | str):  # -> keras.Model (lazy im
             f"{MODEL_FILE} in {folder.name} cannot be loaded ({type(exc).__name__}: {exc}); "
             "retrain it with train.py or restore the file."
         ) from exc
+
+
+# --------------------------------------------------------------------------------------------------
+# Summaries for the comparison page (stored predictions only, no Keras)
+# --------------------------------------------------------------------------------------------------
+COMPARISON_METRICS = ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc", "brier")
+"""Metrics of the comparison table, in display order; lower is better only for `brier`."""
+
+
+def describe_input(card: dict) -> str:
+    """'224×224×3' from a card's input section ('?' for missing parts)."""
+    spec = card.get("input") or {}
+    return "×".join(str(spec.get(k, "?")) for k in ("height", "width", "channels"))
+
+
+def model_summary(
+    entry: ModelEntry, split: str, *, n_resamples: int = config.BOOTSTRAP_RESAMPLES, seed: int = 0
+) -> dict:
+    """One comparison row: card facts plus every metric (with CI) on `split` at the card's validation threshold.
+
+    The metrics are recomputed from predictions.csv (the source of truth) with metrics.summarize_with_ci, so they
+    always agree with the curves drawn from the same file. Keys: model, display_name, architecture, input,
+    weights_source, parameters, training_seconds, threshold, threshold_rule, threshold_split, split, images,
+    and for each metric m in metrics.METRIC_KEYS: m, m_ci_low, m_ci_high.
+    """
+    from core import metrics
+
+    if not entry.available:
+        raise ModelUnavailableError(f"Model {entry.name} is unavailable: {entry.reason}")
+    frame = load_predictions(entry, split=split)
+    threshold = entry.threshold
+    summary = metrics.summarize_with_ci(frame["label"], frame["score"], threshold, n_resamples=n_resamples, seed=seed)
+    card = entry.card
+    row = {
+        "model": entry.name,
+        "display_name": entry.display_name,
+        "architecture": card.get("architecture", "?"),
+        "input": describe_input(card),
+        "weights_source": card.get("weights_source", "not recorded"),
+        "parameters": (card.get("parameters") or {}).get("total"),
+        "training_seconds": (card.get("training") or {}).get("seconds"),
+        "threshold": threshold,
+        "threshold_rule": entry.threshold_rule,
+        "threshold_split": entry.threshold_split,
+        "split": split,
+        "images": len(frame),
+    }
+    for key, entry_ci in summary.items():
+        row[key] = entry_ci["value"]
+        row[f"{key}_ci_low"] = entry_ci["ci_low"]
+        row[f"{key}_ci_high"] = entry_ci["ci_high"]
+    return row
+
+
+def best_models(frame: pd.DataFrame, columns: tuple[str, ...] = COMPARISON_METRICS) -> dict[str, list[str]]:
+    """{metric: [model names with the best value]} of a comparison frame (lowest for brier, else highest)."""
+    best: dict[str, list[str]] = {}
+    for column in columns:
+        values = pd.to_numeric(frame[column], errors="coerce")
+        if values.notna().any():
+            target = values.min() if column == "brier" else values.max()
+            best[column] = frame.loc[np.isclose(values, target), "model"].tolist()
+    return best

@@ -1,0 +1,244 @@
+"""Model comparison: every trained model side by side, on stored predictions only (no TensorFlow)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from core import config, metrics, registry
+
+SPLIT_NAMES = {"test": "TEST", "val": "VALIDATION"}
+METRIC_LABELS = {
+    "accuracy": "Accuracy",
+    "precision": "Precision (PPV)",
+    "recall": "Recall (sensitivity)",
+    "specificity": "Specificity",
+    "f1": "F1",
+    "roc_auc": "ROC AUC",
+    "brier": "Brier (lower is better)",
+}
+
+
+# ------------------------------------------------------------------------------ cached data access
+def _stamp(entry: registry.ModelEntry) -> float:
+    """Modification time of the predictions + card, so caches refresh when a model is retrained."""
+    files = [entry.file(registry.PREDICTIONS_FILE), entry.file(registry.CARD_FILE)]
+    return max((f.stat().st_mtime for f in files if f.exists()), default=0.0)
+
+
+@st.cache_data(show_spinner=False, ttl=60)
+def list_models(models_dir: str) -> list[registry.ModelEntry]:
+    return registry.list_models(models_dir)
+
+
+@st.cache_data(show_spinner="Bootstrapping 95% confidence intervals…")
+def summary_row(_entry: registry.ModelEntry, path: str, stamp: float, split: str) -> dict:
+    return registry.model_summary(_entry, split)
+
+
+@st.cache_data(show_spinner=False)
+def predictions(path: str, stamp: float, split: str) -> pd.DataFrame:
+    return registry.load_predictions(path, split=split)
+
+
+@st.cache_data(show_spinner=False)
+def curves(path: str, stamp: float, split: str, threshold: float) -> dict:
+    frame = registry.load_predictions(path, split=split)
+    y, s = frame["label"], frame["score"]
+    return {
+        "roc": metrics.roc_curve_frame(y, s),
+        "pr": metrics.pr_curve_frame(y, s),
+        "calibration": metrics.calibration_frame(y, s, n_bins=10),
+        "decision": metrics.decision_curve(y, s),
+        "point": metrics.ThresholdSweep.from_scores(y, s).at(threshold),
+        "brier": metrics.brier_score(y, s),
+        "auc": metrics.roc_auc(y, s),
+        "ap": metrics.pr_auc(y, s),
+    }
+
+
+# ------------------------------------------------------------------------------ small figure helpers
+def _overlay(title: str, x_title: str, y_title: str) -> go.Figure:
+    fig = go.Figure()
+    fig.update_layout(
+        title=title, xaxis_title=x_title, yaxis_title=y_title, height=420, margin=dict(l=10, r=10, t=50, b=10),
+        legend=dict(orientation="h", yanchor="top", y=-0.18),
+    )
+    return fig
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "not recorded"
+    minutes, secs = divmod(int(round(float(seconds))), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"
+
+
+# ------------------------------------------------------------------------------ page
+st.title("📊 Model comparison")
+st.caption(
+    "Every model in the models folder, scored from its stored predictions. Each model is judged at **its own "
+    "threshold, chosen on the validation split**; the test split is never used to choose anything."
+)
+
+models_dir = str(config.models_dir())
+entries = list_models(models_dir)
+ready = [e for e in entries if e.available]
+broken = [e for e in entries if not e.available]
+
+if broken:
+    with st.container(border=True):
+        st.markdown("**Unavailable models** (listed for completeness; the rest of the page works without them)")
+        for entry in broken:
+            st.markdown(f":gray[~~{entry.name}~~ — {entry.reason}]")
+if not ready:
+    st.info(f"No usable trained model in `{models_dir}` yet. Train the shipped set with `make models`.")
+    st.stop()
+
+show_val = st.toggle("Show the validation split instead of test", value=False, key="comparison_show_val")
+split = "val" if show_val else "test"
+split_name = SPLIT_NAMES[split]
+
+# --- Table -------------------------------------------------------------------------------------
+st.subheader(f"Metrics on the {split_name} split, each at its validation-chosen threshold (95% CI)")
+rows = [summary_row(e, str(e.path), _stamp(e), split) for e in ready]
+table = pd.DataFrame(rows)
+best = registry.best_models(table)
+display_names = dict(zip(table["model"], table["display_name"]))
+
+
+def labels_of(models: list[str]) -> list[str]:
+    return [display_names[m] for m in models]
+
+
+display = pd.DataFrame(
+    {
+        "Model": table["display_name"],
+        "Architecture": table["architecture"],
+        "Input": table["input"],
+        "Weights": table["weights_source"],
+        "Parameters": table["parameters"],
+        "Training time": [_duration(s) for s in table["training_seconds"]],
+        "Threshold (rule on val)": [f"{t:.3f} ({r})" for t, r in zip(table["threshold"], table["threshold_rule"])],
+        "Images": table["images"],
+    }
+)
+for key, label in METRIC_LABELS.items():
+    display[label] = [
+        metrics.format_ci({"value": row[key], "ci_low": row[f"{key}_ci_low"], "ci_high": row[f"{key}_ci_high"]})
+        for _, row in table.iterrows()
+    ]
+best_rows = {METRIC_LABELS[key]: table["model"].isin(models).tolist() for key, models in best.items()}
+
+
+def _highlight(column: pd.Series) -> list[str]:
+    marks = best_rows.get(column.name, [False] * len(column))
+    return ["font-weight: bold; background-color: rgba(33, 150, 83, 0.22)" if m else "" for m in marks]
+
+
+st.dataframe(
+    display.style.apply(_highlight, subset=list(METRIC_LABELS.values())),
+    hide_index=True,
+    width="stretch",
+    column_config={"Parameters": st.column_config.NumberColumn(format="localized")},
+    key="comparison_table",
+)
+st.caption(
+    "Best per column (highlighted): "
+    + "; ".join(f"{METRIC_LABELS[k]} — {', '.join(labels_of(v))}" for k, v in best.items())
+    + f". Split: {split_name}. Intervals: stratified percentile bootstrap over images "
+    f"({config.BOOTSTRAP_RESAMPLES} resamples). Click a column header to sort."
+)
+st.download_button(
+    f"Download the table as CSV ({split_name.lower()} split)",
+    data=table.to_csv(index=False).encode(),
+    file_name=f"model_comparison_{split}.csv",
+    mime="text/csv",
+    key="comparison_csv",
+)
+
+# --- Curves ------------------------------------------------------------------------------------
+st.subheader(f"Curves on the {split_name} split")
+names = [e.name for e in ready]
+labels = {e.name: e.display_name for e in ready}
+chosen = st.multiselect("Models to overlay", names, default=names, format_func=labels.get, key="comparison_models")
+chosen_entries = [e for e in ready if e.name in chosen]
+
+roc = _overlay(f"ROC curve ({split_name})", "1 − specificity (false-positive rate)", "Sensitivity (recall)")
+pr = _overlay(f"Precision–recall curve ({split_name})", "Recall (sensitivity)", "Precision (PPV)")
+calibration = _overlay(f"Calibration ({split_name})", "Mean predicted probability", "Observed fraction with pneumonia")
+decision = _overlay(f"Decision curve ({split_name})", "Threshold probability", "Net benefit")
+roc.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="grey"), name="chance"))
+calibration.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="grey"), name="perfect"))
+for index, entry in enumerate(chosen_entries):
+    color = f"hsl({(index * 67) % 360}, 65%, 45%)"
+    c = curves(str(entry.path), _stamp(entry), split, entry.threshold)
+    point = c["point"]
+    roc.add_trace(go.Scatter(x=c["roc"]["fpr"], y=c["roc"]["tpr"], mode="lines", line=dict(color=color),
+                             name=f"{entry.display_name} (AUC {c['auc']:.3f})"))
+    roc.add_trace(go.Scatter(x=[1 - point["specificity"]], y=[point["recall"]], mode="markers", showlegend=False,
+                             marker=dict(color=color, size=12, symbol="x"),
+                             hovertext=f"{entry.display_name}: threshold {entry.threshold:.3f}"))
+    pr.add_trace(go.Scatter(x=c["pr"]["recall"], y=c["pr"]["precision"], mode="lines", line=dict(color=color, shape="hv"),
+                            name=f"{entry.display_name} (AP {c['ap']:.3f})"))
+    pr.add_trace(go.Scatter(x=[point["recall"]], y=[point["precision"]], mode="markers", showlegend=False,
+                            marker=dict(color=color, size=12, symbol="x"),
+                            hovertext=f"{entry.display_name}: threshold {entry.threshold:.3f}"))
+    calibration.add_trace(go.Scatter(x=c["calibration"]["mean_predicted"], y=c["calibration"]["fraction_positive"],
+                                     mode="lines+markers", line=dict(color=color),
+                                     name=f"{entry.display_name} (Brier {c['brier']:.3f})"))
+    decision.add_trace(go.Scatter(x=c["decision"]["threshold"], y=c["decision"]["model"], mode="lines",
+                                  line=dict(color=color), name=entry.display_name))
+if chosen_entries:
+    reference = curves(str(chosen_entries[0].path), _stamp(chosen_entries[0]), split, chosen_entries[0].threshold)
+    decision.add_trace(go.Scatter(x=reference["decision"]["threshold"], y=reference["decision"]["treat_all"],
+                                  mode="lines", line=dict(dash="dash", color="grey"), name="treat all"))
+    decision.add_trace(go.Scatter(x=reference["decision"]["threshold"], y=reference["decision"]["treat_none"],
+                                  mode="lines", line=dict(dash="dot", color="black"), name="treat none"))
+    decision.update_yaxes(range=[-0.1, max(0.05, float(reference["decision"]["treat_all"].max()) + 0.05)])
+
+left, right = st.columns(2)
+left.plotly_chart(roc, key="roc_chart")
+right.plotly_chart(pr, key="pr_chart")
+st.caption("× marks each model's operating point: its validation-chosen threshold applied to this split.")
+left, right = st.columns(2)
+left.plotly_chart(calibration, key="calibration_chart")
+right.plotly_chart(decision, key="decision_chart")
+st.caption(
+    "Calibration: points on the diagonal mean a predicted 0.8 really is pneumonia 80% of the time. "
+    "Decision curve: net benefit of acting on the model versus treating everyone or no one (Vickers & Elkin 2006)."
+)
+
+# --- One model in detail -------------------------------------------------------------------------
+st.subheader("Training history and model card")
+detail_name = st.selectbox("Model", names, format_func=labels.get, key="comparison_detail")
+detail = next(e for e in ready if e.name == detail_name)
+history = registry.load_history(detail)
+if history is None:
+    st.info(f"{detail.display_name} has no training history (history.csv).")
+else:
+    history = history.reset_index(drop=True)
+    history["step"] = range(1, len(history) + 1)
+    for metric_name, title in (("loss", "Loss"), ("auc", "ROC AUC")):
+        columns = [c for c in (metric_name, f"val_{metric_name}") if c in history.columns]
+        if not columns:
+            continue
+        fig = _overlay(f"{title} per epoch (train vs validation)", "Epoch (all stages)", title)
+        for column in columns:
+            fig.add_trace(go.Scatter(x=history["step"], y=history[column], mode="lines+markers",
+                                     name="validation" if column.startswith("val_") else "train"))
+        if "stage" in history.columns:
+            starts = history.groupby("stage", sort=False)["step"].min()
+            for stage, step in starts.items():
+                fig.add_vline(x=step - 0.5, line_dash="dot", annotation_text=str(stage), annotation_position="top left")
+        st.plotly_chart(fig, key=f"history_{metric_name}")
+markdown = registry.load_card_markdown(detail)
+with st.expander(f"Model card: {detail.display_name}", expanded=False):
+    if markdown:
+        st.markdown(markdown)
+    else:
+        st.json(detail.card)
+for note in detail.notes:
+    st.caption(f"Note: {note}.")
