@@ -60,6 +60,18 @@ def plain_sentence(probability: float, threshold: float) -> str:
             "it does not flag it for pneumonia. This does not rule pneumonia out.")
 
 
+def operating_threshold(model_name: str, card: dict, operating_point: dict | None = None) -> tuple[float, str]:
+    """(threshold, where it comes from): the threshold-page choice when it is for this model, else the card's."""
+    if operating_point and operating_point.get("model") == model_name and operating_point.get("threshold") is not None:
+        source = operating_point.get("source") or "the threshold explorer"
+        return float(operating_point["threshold"]), f"chosen on the Threshold explorer page ({source})"
+    threshold = card.get("threshold") or {}
+    if "value" not in threshold:
+        return 0.5, "default 0.5 (the model card records no threshold)"
+    rule = threshold.get("rule", "rule not recorded")
+    return float(threshold["value"]), f"the model's own, chosen on {threshold.get('chosen_on', 'val')} ({rule})"
+
+
 @dataclass
 class Scorer:
     """A model ready to score images, built once per model and shared (thread-safe: one traced tf.function, no mutable state)."""
@@ -177,6 +189,92 @@ def predict_probability(model: Any, decoded: Any, *, height: int | None = None, 
     shape = tuple(model.inputs[0].shape[1:])
     x = prepare_input(decoded, height or int(shape[0]), width or int(shape[1]), channels or int(shape[2]))
     return float(np.asarray(model(x[None], training=False)).reshape(-1)[0])
+
+
+# --------------------------------------------------------------------------------------------- uploads and gallery
+
+
+@dataclass
+class ImageResult:
+    """One file's outcome: decoded and scored (status 'ok'), or refused with a readable reason (status 'error')."""
+
+    name: str
+    status: str
+    threshold: float
+    probability: float | None = None
+    error: str = ""
+    metadata: dict = field(default_factory=dict)
+    pixels: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def decision(self) -> str:
+        """'PNEUMONIA' or 'NORMAL' at the threshold, '' when the file could not be scored."""
+        return "" if self.probability is None else decision_label(self.probability, self.threshold)
+
+    @property
+    def sentence(self) -> str:
+        """The plain-language sentence (or the error)."""
+        return self.error if self.probability is None else plain_sentence(self.probability, self.threshold)
+
+    def row(self) -> dict:
+        """A flat row for a results table / CSV (no pixels; metadata is already non-identifying)."""
+        return {"file": self.name, "status": self.status,
+                "probability": None if self.probability is None else round(self.probability, 6),
+                "decision": self.decision, "threshold": round(self.threshold, 6), "error": self.error,
+                "width": self.metadata.get("width"), "height": self.metadata.get("height"), "format": self.metadata.get("format")}
+
+
+def score_uploads(scorer: Scorer, files: Sequence[tuple[str, bytes]], *, threshold: float | None = None) -> list[ImageResult]:
+    """Decode (in memory) and score (name, bytes) pairs in one batch; unreadable files get the decoder's message."""
+    from core.imaging import decode_xray
+
+    threshold = scorer.threshold if threshold is None else float(threshold)
+    results, decoded = [], []
+    for name, data in files:
+        try:
+            image = decode_xray(data, name=name)
+        except ValueError as error:  # core.imaging.InvalidImageError: message written for the user
+            results.append(ImageResult(name, "error", threshold, error=str(error)))
+            continue
+        results.append(ImageResult(name, "ok", threshold, metadata=dict(image.metadata), pixels=image.pixels))
+        decoded.append(image)
+    probabilities = iter(scorer.probabilities(decoded))
+    for result in results:
+        if result.status == "ok":
+            result.probability = float(next(probabilities))
+    return results
+
+
+@dataclass(frozen=True)
+class GalleryItem:
+    """A shipped real X-ray to try the model on: label for the picker, file path, known truth if any."""
+
+    label: str
+    path: Path
+    truth: str
+
+
+def gallery(data_root: str | Path | None = None, *, per_class: int = 3) -> list[GalleryItem]:
+    """Real samples: the first `per_class` test images of each class (sorted names), the DICOM and one NIH PNG."""
+    root = Path(data_root) if data_root else config.data_root()
+    items = []
+    for label in config.CLASS_NAMES:
+        for path in sorted((root / "test" / label).glob("*.jpeg"))[:per_class]:
+            items.append(GalleryItem(f"Kaggle test · {label} · {path.name}", path, label))
+    dicom = config.SAMPLES_DIR / "RG1_UNCI.dcm"
+    if dicom.is_file():
+        items.append(GalleryItem("Adult PA chest, DICOM MONOCHROME1 (pydicom test data, no label) · RG1_UNCI.dcm", dicom, "unknown"))
+    nih = sorted(config.SAMPLES_DIR.glob("*.png"))[:1]
+    items += [GalleryItem(f"NIH ChestX-ray14 adult, 128 px (no label) · {p.name}", p, "unknown") for p in nih]
+    return items
+
+
+def result_json(result: ImageResult, *, model: str, threshold_source: str, extra: dict | None = None) -> str:
+    """The result of one file as a JSON document (no pixels, no patient data)."""
+    payload = {"file": result.name, "model": model, "status": result.status, "probability_pneumonia": result.probability,
+               "threshold": result.threshold, "threshold_source": threshold_source, "decision": result.decision,
+               "sentence": result.sentence, "error": result.error or None, "metadata": result.metadata, **(extra or {})}
+    return json.dumps(payload, indent=2, default=lambda value: value.item() if hasattr(value, "item") else str(value))
 
 
 # --------------------------------------------------------------------------------------------- batch CLI

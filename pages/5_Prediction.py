@@ -1,0 +1,195 @@
+"""Prediction: upload chest X-rays (or pick real samples), score them, and see why the model decided."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from core import config, registry
+from core import predict as scoring
+
+config.quiet_tensorflow()
+
+
+# ----------------------------------------------------------------------------------------- cached calls into core/
+@st.cache_resource(show_spinner="Loading the model…")
+def load_scorer(model_dir: str) -> scoring.Scorer:
+    """One Scorer per model, shared by every session (thread-safe)."""
+    return scoring.load_scorer(model_dir)
+
+
+@st.cache_resource(show_spinner=False)
+def load_guard(model_dir: str):
+    """The model's out-of-distribution calibration (None when it has none)."""
+    from core import ood
+
+    return ood.load_calibration(model_dir)
+
+
+@st.cache_data(show_spinner="Reading and scoring…", max_entries=32)
+def score_files(model_dir: str, files: tuple[tuple[str, bytes], ...], threshold: float) -> list[scoring.ImageResult]:
+    """Decode in memory and score every file; bad files come back with the decoder's message."""
+    return scoring.score_uploads(load_scorer(model_dir), list(files), threshold=threshold)
+
+
+@st.cache_data(show_spinner="Computing the heatmap…", max_entries=64)
+def explain_image(model_dir: str, name: str, data: bytes, method: str, target: str):
+    """(heatmap at the model input resolution, deletion curve) for one file."""
+    from core import explain
+    from core.imaging import decode_xray
+
+    scorer = load_scorer(model_dir)
+    model_input = scorer.prepare(decode_xray(data, name=name))
+    heatmap = explain.explain(scorer.model, model_input, method=method, target=target)
+    curve = explain.deletion_curve(scorer.predict_batch, model_input, heatmap, target=target)
+    return heatmap, curve
+
+
+@st.cache_data(show_spinner="Checking whether the image looks like the training X-rays…", max_entries=64)
+def check_distribution(model_dir: str, name: str, data: bytes):
+    """The out-of-distribution verdict for one file, or None when the model has no calibration."""
+    from core import ood
+    from core.imaging import decode_xray
+
+    calibration = load_guard(model_dir)
+    if calibration is None:
+        return None
+    return ood.check(load_scorer(model_dir), calibration, decode_xray(data, name=name), raw_bytes=data)
+
+
+@st.cache_data(show_spinner=False)
+def read_sample(path: str) -> bytes:
+    """Bytes of a shipped sample file."""
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
+def deletion_figure(curve) -> go.Figure:
+    """The deletion curve against the random-order reference."""
+    figure = go.Figure()
+    figure.add_scatter(x=curve.fractions, y=curve.scores, mode="lines+markers", name=f"highlighted first (area {curve.area:.2f})")
+    figure.add_scatter(x=curve.fractions, y=curve.random_scores, mode="lines", name=f"random order (area {curve.random_area:.2f})",
+                       line={"dash": "dash"})
+    figure.update_layout(height=300, margin={"l": 10, "r": 10, "t": 30, "b": 10}, legend={"orientation": "h", "y": -0.3},
+                         xaxis_title="fraction of pixels blurred", yaxis_title="score of the explained class", yaxis_range=[0, 1])
+    return figure
+
+
+# ----------------------------------------------------------------------------------------- page
+st.title("🩻 Prediction")
+st.caption("Score a chest X-ray with a trained model and see which regions drove the score. "
+           "Uploads stay in memory; nothing is written to disk and DICOM patient tags are never read into the app.")
+
+models = [entry for entry in registry.list_models() if entry.available]
+if not models:
+    st.warning("No trained model is available. Train the shipped models with `make models` (or `python train.py`) "
+               "and reload this page.")
+    st.stop()
+names = [entry.name for entry in models]
+default_name = (st.session_state.get("operating_point") or {}).get("model")
+entry = models[names.index(st.selectbox("Model", names, index=names.index(default_name) if default_name in names else 0,
+                                        format_func=lambda n: models[names.index(n)].display_name, key="prediction_model"))]
+model_dir = str(entry.path)
+threshold, threshold_source = scoring.operating_threshold(entry.name, entry.card, st.session_state.get("operating_point"))
+st.caption(f"Decision threshold **{threshold:.3f}**: {threshold_source}.")
+
+source = st.radio("Images", ["Upload files", "Real samples"], horizontal=True, key="prediction_source")
+files: list[tuple[str, bytes]] = []
+truths: dict[str, str] = {}
+if source == "Upload files":
+    uploads = st.file_uploader("Chest X-rays (PNG, JPEG or DICOM); several at once are scored together",
+                               accept_multiple_files=True, key="prediction_upload")
+    files = [(upload.name, upload.getvalue()) for upload in uploads or []]
+else:
+    samples = scoring.gallery(st.session_state.get("data_root"))
+    labels = [item.label for item in samples]
+    chosen = st.multiselect("Shipped real X-rays (Kaggle test set, pydicom test data, NIH ChestX-ray14)", labels,
+                            default=labels[:1], key="prediction_samples")
+    for item in samples:
+        if item.label in chosen:
+            files.append((item.path.name, read_sample(str(item.path))))
+            truths[item.path.name] = item.truth
+if not files:
+    st.info("Upload one or more X-rays, or switch to **Real samples**.")
+    st.stop()
+
+results = score_files(model_dir, tuple(files), threshold)
+scored = [r for r in results if r.status == "ok"]
+for result in results:
+    if result.status == "error":
+        st.error(f"**{result.name}** could not be scored. {result.error}")
+
+if len(results) > 1:
+    st.subheader(f"Results for {len(results)} files ({len(scored)} scored, {len(results) - len(scored)} refused)")
+    table = pd.DataFrame([r.row() for r in results])
+    if truths:
+        table.insert(1, "known label", [truths.get(r.name, "") for r in results])
+    st.dataframe(table, hide_index=True, width="stretch")
+    st.download_button("Download the results (CSV)", table.to_csv(index=False).encode(), file_name="predictions.csv", mime="text/csv")
+if not scored:
+    st.stop()
+
+result = scored[0] if len(scored) == 1 else scored[[r.name for r in scored].index(
+    st.selectbox("Look at one file in detail", [r.name for r in scored], key="prediction_detail"))]
+data = dict(files)[result.name]
+
+st.subheader(result.name)
+col_score, col_decision = st.columns(2)
+col_score.metric("Probability of pneumonia", f"{result.probability:.3f}")
+col_decision.metric(f"Decision at threshold {threshold:.3f}", result.decision)
+if result.name in truths:
+    st.caption(f"Known label of this sample: **{truths[result.name]}**.")
+st.write(result.sentence)
+
+guard = check_distribution(model_dir, result.name, data)
+if guard is None:
+    st.info("The out-of-distribution guard is unavailable for this model (no ood.npz; create it with "
+            f"`python -m core.ood {entry.path.relative_to(config.PROJECT_ROOT) if entry.path.is_relative_to(config.PROJECT_ROOT) else entry.path}`).")
+elif guard.flagged:
+    st.warning(guard.message(), icon="⚠️")
+else:
+    st.caption("Out-of-distribution guard: the image looks like the validation X-rays this model was checked on.")
+
+from core import explain  # noqa: E402  (TensorFlow-backed; loaded only once a file is scored)
+
+has_conv = bool(explain.conv_layers(load_scorer(model_dir).model))
+methods = list(explain.METHODS) if has_conv else ["smoothgrad"]
+col_method, col_target = st.columns(2)
+method = col_method.selectbox("Explanation method", methods, format_func=explain.METHODS.get, key="prediction_method",
+                              help="Grad-CAM is fast and the default; Score-CAM needs one model pass per channel (bounded).")
+target_label = col_target.radio("Explain the evidence for", list(config.CLASS_NAMES), horizontal=True, key="prediction_target",
+                                index=config.CLASS_NAMES.index(result.decision))
+if not has_conv:
+    st.caption("This model has no convolutional layer, so only the pixel saliency (SmoothGrad) is available.")
+heatmap, curve = explain_image(model_dir, result.name, data, method, target_label.lower())
+
+
+@st.fragment
+def overlay_view() -> None:
+    """Original next to the overlay; only this part reruns when the opacity moves."""
+    opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.45, 0.05, key="prediction_opacity")
+    overlay = explain.overlay(result.pixels, heatmap, opacity=opacity)
+    left, right = st.columns(2)
+    left.image(result.pixels, caption=f"Original ({result.pixels.shape[1]}×{result.pixels.shape[0]} px)", clamp=True, width="stretch")
+    right.image(overlay, caption=f"{explain.METHODS[method]} for {target_label} (red = most influential)", width="stretch")
+    st.download_button("Download the overlay (PNG)", explain.to_png(overlay), file_name=f"{result.name}_{method}.png", mime="image/png")
+
+
+overlay_view()
+
+st.markdown("**Can this heatmap be trusted?** (deletion test)")
+st.plotly_chart(deletion_figure(curve), width="stretch")
+(st.success if curve.faithful else st.warning)(curve.verdict())
+st.caption(f"The most highlighted pixels are replaced step by step by a {curve.baseline}; a faithful heatmap makes the "
+           "score fall faster than replacing random pixels. Areas are relative to the starting score.")
+
+with st.expander("File information (non-identifying)"):
+    st.json(result.metadata)
+
+extra = {"known_label": truths.get(result.name),
+         "explanation": {"method": method, "target": target_label, "deletion_area": curve.area, "random_deletion_area": curve.random_area,
+                         "faithful": curve.faithful},
+         "out_of_distribution": None if guard is None else {"flagged": guard.flagged, "reasons": list(guard.reasons)}}
+st.download_button("Download this result (JSON)", scoring.result_json(result, model=entry.name, threshold_source=threshold_source, extra=extra),
+                   file_name=f"{result.name}.json", mime="application/json")
