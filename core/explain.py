@@ -267,6 +267,16 @@ def overlay(pixels: np.ndarray, heatmap: np.ndarray, *, opacity: float = 0.45, c
     return cv2.addWeighted(coloured, float(opacity), grey, 1.0 - float(opacity), 0.0)
 
 
+def colourise(feature_map: np.ndarray, *, min_side: int = 96) -> np.ndarray:
+    """RGB uint8 (max(h, min_side)-ish, w, 3) viridis rendering of one map (h, w), scaled to its own range."""
+    import cv2
+
+    scaled = _normalise(np.asarray(feature_map, np.float32)[None])[0]
+    rgb = cv2.cvtColor(cv2.applyColorMap((scaled * 255).astype(np.uint8), cv2.COLORMAP_VIRIDIS), cv2.COLOR_BGR2RGB)
+    factor = max(1, int(np.ceil(min_side / max(1, min(rgb.shape[:2])))))
+    return cv2.resize(rgb, (rgb.shape[1] * factor, rgb.shape[0] * factor), interpolation=cv2.INTER_NEAREST) if factor > 1 else rgb
+
+
 def to_png(rgb: np.ndarray) -> bytes:
     """PNG bytes of an RGB uint8 image (H, W, 3) or grey (H, W)."""
     import cv2
