@@ -235,6 +235,11 @@ def resize_for_display(pixels: np.ndarray, max_side: int) -> np.ndarray:
     return cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
 
 
+def thumbnail(source: Source, *, max_side: int = 256, name: str | None = None) -> np.ndarray:
+    """uint8 grey (h, w) preview of an X-ray, longer side at most `max_side` px (raises InvalidImageError)."""
+    return to_uint8(resize_for_display(decode_xray(source, name=name).pixels, max_side))
+
+
 def read_image_size(path: str | os.PathLike) -> tuple[int, int]:
     """(width, height) of an image file read from its header only (Pillow, or pydicom for DICOM)."""
     path = Path(path)
