@@ -383,14 +383,27 @@ def brier_score(y_true: object, scores: object) -> float:
 
 def confusion_matrix_frame(y_true: object, scores: object, threshold: float) -> pd.DataFrame:
     """2x2 confusion matrix at `threshold`: rows = actual, columns = predicted, labelled with class names."""
-    sweep = ThresholdSweep.from_scores(y_true, scores)
-    tp, fp, tn, fn = (int(v) for v in sweep.counts(threshold))
+    return confusion_frame_from_counts(metrics_at_threshold(y_true, scores, threshold))
+
+
+def confusion_frame_from_counts(counts: dict) -> pd.DataFrame:
+    """2x2 labelled confusion matrix from a dict with tp, fp, tn, fn (e.g. `ThresholdSweep.at(...)`)."""
     names = config.CLASS_NAMES
     return pd.DataFrame(
-        [[tn, fp], [fn, tp]],
+        [[counts["tn"], counts["fp"]], [counts["fn"], counts["tp"]]],
         index=pd.Index([f"actual {names[0]}", f"actual {names[1]}"]),
         columns=pd.Index([f"predicted {names[0]}", f"predicted {names[1]}"]),
     )
+
+
+def score_histogram(y_true: object, scores: object, *, bins: int = 50) -> pd.DataFrame:
+    """Scores per class on `bins` equal bins over [0, 1]: columns bin_left, bin_right, and one count column per class."""
+    y, s = _as_arrays(y_true, scores)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    frame = pd.DataFrame({"bin_left": edges[:-1], "bin_right": edges[1:]})
+    for label, name in enumerate(config.CLASS_NAMES):
+        frame[name] = np.histogram(np.clip(s[y == label], 0.0, 1.0), bins=edges)[0]
+    return frame
 
 
 def classification_report_frame(y_true: object, scores: object, threshold: float) -> pd.DataFrame:

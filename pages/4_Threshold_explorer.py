@@ -1,0 +1,223 @@
+"""Threshold explorer: drag a threshold and watch every metric, curve point and count move (no TensorFlow)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from core import config, metrics, registry
+
+SPLIT_NAMES = {"test": "TEST", "val": "VALIDATION"}
+PREVALENCE_PRESETS = {
+    "split": None,
+    "1%": 0.01,
+    "5%": 0.05,
+    "10%": 0.10,
+    "custom": None,
+}
+PREVALENCE_LABELS = {
+    "1%": "1% — adult screening population (like NIH ChestX-ray14)",
+    "5%": "5%",
+    "10%": "10% — children with cough and fever in primary care (rough)",
+    "custom": "Custom…",
+}
+SLIDER_KEY = "threshold"
+
+
+# ------------------------------------------------------------------------------ cached data access
+def _stamp(entry: registry.ModelEntry) -> float:
+    """Modification time of the predictions + card, so caches refresh when a model is retrained."""
+    files = [entry.file(registry.PREDICTIONS_FILE), entry.file(registry.CARD_FILE)]
+    return max((f.stat().st_mtime for f in files if f.exists()), default=0.0)
+
+
+@st.cache_data(show_spinner=False, ttl=60)
+def list_models(models_dir: str) -> list[registry.ModelEntry]:
+    return registry.list_models(models_dir)
+
+
+@st.cache_data(show_spinner=False)
+def split_view(path: str, stamp: float, split: str) -> dict:
+    """Everything the fragment needs for one (model, split), computed once: the sweep, curves, histogram."""
+    frame = registry.load_predictions(path, split=split)
+    y, s = frame["label"], frame["score"]
+    return {
+        "sweep": metrics.ThresholdSweep.from_scores(y, s),
+        "roc": metrics.roc_curve_frame(y, s),
+        "pr": metrics.pr_curve_frame(y, s),
+        "histogram": metrics.score_histogram(y, s, bins=50),
+        "auc": metrics.roc_auc(y, s),
+        "ap": metrics.pr_auc(y, s),
+    }
+
+
+@st.cache_data(show_spinner=False)
+def validation_presets(path: str, stamp: float) -> tuple[dict[str, float], int]:
+    """Operating-point presets chosen on the validation split, and its size."""
+    val = registry.load_predictions(path, split="val")
+    return metrics.operating_points(val["label"], val["score"], sensitivity_target=0.95, specificity_target=0.90), len(val)
+
+
+def _set_threshold(value: float) -> None:
+    st.session_state[SLIDER_KEY] = float(value)
+
+
+# ------------------------------------------------------------------------------ page: choose what to look at
+st.title("🎚️ Threshold explorer")
+st.caption(
+    "A model outputs a probability; the threshold turns it into a decision. Lower it and more pneumonia is "
+    "caught, at the price of more false alarms. Every number below comes from the model's stored predictions."
+)
+
+models_dir = str(config.models_dir())
+entries = list_models(models_dir)
+ready = [e for e in entries if e.available]
+for entry in (e for e in entries if not e.available):
+    st.caption(f":gray[Unavailable: {entry.name} — {entry.reason}]")
+if not ready:
+    st.info(f"No usable trained model in `{models_dir}` yet. Train the shipped set with `make models`.")
+    st.stop()
+
+names = [e.name for e in ready]
+remembered = st.session_state.get("operating_point") or {}
+left, right = st.columns([2, 1])
+model_name = left.selectbox(
+    "Model",
+    names,
+    index=names.index(remembered["model"]) if remembered.get("model") in names else 0,
+    format_func={e.name: e.display_name for e in ready}.get,
+    key="explorer_model",
+)
+split = right.radio(
+    "Numbers from the split", ["test", "val"], format_func=SPLIT_NAMES.get, horizontal=True, key="explorer_split"
+)
+entry = next(e for e in ready if e.name == model_name)
+view = split_view(str(entry.path), _stamp(entry), split)
+sweep: metrics.ThresholdSweep = view["sweep"]
+presets, n_val = validation_presets(str(entry.path), _stamp(entry))
+presets = {f"Model's own ({entry.threshold_rule})": entry.threshold, **presets}
+
+# A new model starts at its own operating point (or the remembered one for this model).
+if st.session_state.get("explorer_threshold_for") != model_name:
+    start = remembered.get("threshold") if remembered.get("model") == model_name else entry.threshold
+    st.session_state[SLIDER_KEY] = float(start)
+    st.session_state["explorer_threshold_for"] = model_name
+
+st.markdown(
+    f"Presets are chosen on the **VALIDATION** split ({n_val} images) and applied to the "
+    f"**{SPLIT_NAMES[split]}** split ({sweep.n} images: {sweep.n_pos} pneumonia, {sweep.n_neg} normal), "
+    "where all numbers below come from."
+)
+
+
+# ------------------------------------------------------------------------------ the live part
+def _curve_figure(title: str, x: pd.Series, y: pd.Series, point: tuple[float, float], x_title: str, y_title: str,
+                  *, step: bool = False) -> go.Figure:
+    fig = go.Figure(go.Scatter(x=x, y=y, mode="lines", line=dict(shape="hv" if step else "linear"), name=title))
+    fig.add_trace(go.Scatter(x=[point[0]], y=[point[1]], mode="markers", marker=dict(size=14, color="crimson"),
+                             name="current threshold"))
+    fig.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title, height=330, showlegend=False,
+                      margin=dict(l=10, r=10, t=40, b=10))
+    fig.update_xaxes(range=[-0.02, 1.02])
+    fig.update_yaxes(range=[-0.02, 1.02])
+    return fig
+
+
+def _histogram_figure(histogram: pd.DataFrame, threshold: float) -> go.Figure:
+    fig = go.Figure()
+    centres = (histogram["bin_left"] + histogram["bin_right"]) / 2
+    width = float(histogram["bin_right"].iat[0] - histogram["bin_left"].iat[0])
+    for name, color in zip(config.CLASS_NAMES, ("steelblue", "darkorange")):
+        fig.add_trace(go.Bar(x=centres, y=histogram[name], width=width, name=name, marker_color=color, opacity=0.6))
+    fig.add_vline(x=threshold, line_color="crimson", line_width=3, annotation_text=f"threshold {threshold:.3f}")
+    fig.update_layout(barmode="overlay", title=f"Scores by true class ({SPLIT_NAMES[split]})", height=330,
+                      xaxis_title="Predicted probability of pneumonia", yaxis_title="Images",
+                      margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+@st.fragment
+def explorer() -> None:
+    """Preset buttons, the slider, prevalence, then every number and plot at the current threshold."""
+    st.markdown("**Start from a preset** (chosen on validation):")
+    buttons = st.columns(len(presets))
+    for column, (label, value) in zip(buttons, presets.items()):
+        column.button(f"{label} · {value:.3f}", key=f"preset_{label}", on_click=_set_threshold, args=(value,),
+                      width="stretch")
+    threshold = st.slider(
+        "Threshold: call PNEUMONIA when the probability is at least…", 0.0, 1.0, step=0.001, format="%.3f",
+        key=SLIDER_KEY,
+    )
+    preset_name = next((label for label, value in presets.items() if value == threshold), None)
+    if preset_name:
+        source = f"{preset_name}, chosen on the validation split of {entry.display_name}"
+    else:
+        source = f"set by hand in the threshold explorer while viewing the {SPLIT_NAMES[split]} split"
+    st.session_state["operating_point"] = {"model": model_name, "threshold": float(threshold), "source": source}
+    st.caption(f"Threshold {threshold:.4f}: {source}. The Prediction page uses it.")
+
+    at = sweep.at(threshold)
+    st.markdown(f"##### At this threshold, on the {SPLIT_NAMES[split]} split")
+    cols = st.columns(6)
+    cols[0].metric("Recall (sensitivity)", f"{at['recall']:.3f}", help="Share of pneumonia cases caught")
+    cols[1].metric("Specificity", f"{at['specificity']:.3f}", help="Share of normal X-rays cleared")
+    cols[2].metric("Precision (PPV)", f"{at['precision']:.3f}", help="Share of alarms that are pneumonia")
+    cols[3].metric("NPV", f"{at['npv']:.3f}", help="Share of cleared X-rays that are normal")
+    cols[4].metric("F1", f"{at['f1']:.3f}")
+    cols[5].metric("Accuracy", f"{at['accuracy']:.3f}")
+
+    matrix, curves = st.columns([1, 2])
+    with matrix:
+        st.markdown(f"Confusion matrix ({SPLIT_NAMES[split]})")
+        st.dataframe(metrics.confusion_frame_from_counts(at), key="confusion_matrix")
+        with st.expander("All numbers"):
+            st.dataframe(pd.DataFrame([at]).T.rename(columns={0: SPLIT_NAMES[split]}), key="all_numbers")
+    with curves:
+        roc, pr = st.columns(2)
+        roc.plotly_chart(
+            _curve_figure(f"ROC ({SPLIT_NAMES[split]}, AUC {view['auc']:.3f})", view["roc"]["fpr"], view["roc"]["tpr"],
+                          (1 - at["specificity"], at["recall"]), "1 − specificity", "Sensitivity"),
+            key="roc_live",
+        )
+        pr.plotly_chart(
+            _curve_figure(f"Precision–recall ({SPLIT_NAMES[split]}, AP {view['ap']:.3f})", view["pr"]["recall"],
+                          view["pr"]["precision"], (at["recall"], at["precision"]), "Recall", "Precision", step=True),
+            key="pr_live",
+        )
+    st.plotly_chart(_histogram_figure(view["histogram"], threshold), key="histogram_live")
+
+    st.markdown("##### What it means for a screened population")
+    own = sweep.prevalence
+    choice = st.radio(
+        "Prevalence of pneumonia in the population screened",
+        list(PREVALENCE_PRESETS),
+        format_func=lambda k: f"This split's own ({own:.1%})" if k == "split" else PREVALENCE_LABELS[k],
+        horizontal=True,
+        key="explorer_prevalence",
+    )
+    if choice == "custom":
+        prevalence = st.number_input("Prevalence (%)", 0.1, 99.9, value=2.0, step=0.1, key="explorer_custom") / 100
+    else:
+        prevalence = PREVALENCE_PRESETS[choice] or own
+    weighted = sweep.at(threshold, prevalence=prevalence)
+    freq = metrics.per_population(at["recall"], at["specificity"], prevalence, population=1000)
+    who = "children screened" if choice == "split" else "people screened"
+    with st.container(border=True):
+        st.markdown(
+            f"Per **1,000 {who}** at {prevalence:.1%} prevalence: **{freq['caught']:.0f}** cases caught, "
+            f"**{freq['missed']:.0f}** missed, **{freq['false_alarms']:.0f}** false alarms "
+            f"(of {freq['flagged']:.0f} flagged)."
+        )
+        a, b = st.columns(2)
+        a.metric(f"PPV at {prevalence:.1%} prevalence", f"{weighted['precision']:.3f}",
+                 help="Chance that a flagged X-ray really shows pneumonia")
+        b.metric(f"NPV at {prevalence:.1%} prevalence", f"{weighted['npv']:.3f}",
+                 help="Chance that a cleared X-ray really is normal")
+        st.caption(
+            f"Sensitivity and specificity measured on the {SPLIT_NAMES[split]} split (paediatric X-rays from one "
+            "centre), re-weighted to this prevalence with Bayes' rule. Adults are outside what this model was trained on."
+        )
+
+
+explorer()
