@@ -27,3 +27,53 @@ def data_root() -> Path:
 @pytest.fixture(scope="session")
 def samples_dir() -> Path:
     return SAMPLES_DIR
+
+
+@pytest.fixture(scope="session")
+def tiny_cnn_dir(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Path:
+    """A tiny flat CNN (64 px grey, raw [0, 255] input) trained briefly on real images, saved as a models/<name>/ folder.
+
+    Written in the artifact format of docs/ARCHITECTURE.md (model.keras, card.json, predictions.csv with val and
+    test rows) inside a temporary models folder; used by the prediction, explanation and OOD tests.
+    """
+    import csv
+    import json
+
+    import keras
+    import numpy as np
+
+    from core.imaging import decode_xray
+    from core.predict import prepare_input
+
+    def load(split: str, label: str, start: int, count: int) -> tuple[list[Path], np.ndarray]:
+        files = sorted((data_root / split / label).glob("*.jpeg"))[start: start + count]
+        return files, np.stack([prepare_input(decode_xray(f), 64, 64, 1) for f in files])
+
+    keras.utils.set_random_seed(0)
+    train_n, train_p = load("train", "NORMAL", 0, 160)[1], load("train", "PNEUMONIA", 0, 160)[1]
+    inputs = keras.Input((64, 64, 1), name="pixels")
+    x = keras.layers.Rescaling(1 / 255.0, name="preprocess_rescale")(inputs)
+    for block, filters in enumerate((8, 16, 32), start=1):
+        x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"conv{block}")(x)
+        if block < 3:
+            x = keras.layers.MaxPooling2D(name=f"pool{block}")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="head_pool")(x)
+    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid", name="output")(x), name="tiny_cnn")
+    model.compile(keras.optimizers.Adam(3e-3), "binary_crossentropy")
+    model.fit(np.concatenate([train_n, train_p]), np.r_[np.zeros(160), np.ones(160)], epochs=15, batch_size=32, verbose=0)
+    folder = tmp_path_factory.mktemp("models") / "tiny_cnn"
+    folder.mkdir()
+    model.save(folder / "model.keras")
+    (folder / "card.json").write_text(json.dumps({
+        "name": "tiny_cnn", "display_name": "Tiny test CNN", "architecture": "tiny_cnn",
+        "input": {"height": 64, "width": 64, "channels": 1, "preprocessing": "rescale 1/255"},
+        "threshold": {"value": 0.5, "rule": "fixed 0.5 (test fixture)", "chosen_on": "val"}}))
+    with (folder / "predictions.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "split", "label", "score"])
+        for split, start, count in (("val", 400, 60), ("test", 0, 10)):
+            for label_index, label in enumerate(("NORMAL", "PNEUMONIA")):
+                files, images = load("train" if split == "val" else "test", label, start, count)
+                for path, score in zip(files, model.predict(images, verbose=0).reshape(-1)):
+                    writer.writerow([path.relative_to(data_root).as_posix(), split, label_index, f"{score:.6f}"])
+    return folder
