@@ -1,0 +1,157 @@
+"""Threshold explorer page through AppTest, on fixture model folders (synthetic scores: test fixtures only)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn import metrics as skm
+from streamlit.testing.v1 import AppTest
+
+from tests.test_metrics import _brute_force_rule
+from tests.test_registry import write_model_folder
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PAGE = "pages/4_Threshold_explorer.py"
+
+
+@pytest.fixture()
+def models_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "models"
+    write_model_folder(root, "alpha", seed=11)
+    write_model_folder(root, "beta", seed=12, threshold_rule="f1")
+    write_model_folder(root, "broken", seed=13)
+    (root / "broken" / "predictions.csv").unlink()
+    monkeypatch.setenv("PNEUMONIA_MODELS", str(root))
+    return root
+
+
+def _open_page() -> AppTest:
+    at = AppTest.from_file(str(PROJECT_ROOT / "streamlit_app.py"), default_timeout=60)
+    at.run()
+    at.switch_page(PAGE)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _metric(at: AppTest, label: str) -> str:
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def _frame(at: AppTest, column: str) -> pd.DataFrame:
+    """The shown dataframe that has `column` (AppTest does not expose dataframe keys)."""
+    return next(d.value for d in at.dataframe if column in d.value.columns)
+
+
+def _split(root: Path, model: str, split: str) -> pd.DataFrame:
+    frame = pd.read_csv(root / model / "predictions.csv")
+    return frame[frame["split"] == split]
+
+
+def test_slider_moves_recall_and_precision_to_sklearn_values(models_root: Path) -> None:
+    at = _open_page()
+    test = _split(models_root, "alpha", "test")
+    shown = []
+    for threshold in (0.2, 0.8):
+        at.slider(key="threshold").set_value(threshold).run()
+        assert not at.exception, at.exception
+        pred = (test["score"] >= threshold).astype(int)
+        recall = skm.recall_score(test["label"], pred)
+        precision = skm.precision_score(test["label"], pred, zero_division=0.0)
+        assert _metric(at, "Recall (sensitivity)") == f"{recall:.3f}"
+        assert _metric(at, "Precision (PPV)") == f"{precision:.3f}"
+        exact = _frame(at, "TEST")["TEST"]
+        assert exact["recall"] == recall and exact["precision"] == precision
+        tn, fp, fn, tp = skm.confusion_matrix(test["label"], pred, labels=[0, 1]).ravel()
+        np.testing.assert_array_equal(_frame(at, "predicted NORMAL").to_numpy(), [[tn, fp], [fn, tp]])
+        assert at.session_state["operating_point"]["threshold"] == threshold
+        assert "by hand" in at.session_state["operating_point"]["source"]
+        shown.append((_metric(at, "Recall (sensitivity)"), _metric(at, "Precision (PPV)")))
+    assert shown[0] != shown[1]
+
+
+@pytest.mark.parametrize(
+    ("button", "rule", "target"),
+    [("F1-best", "f1", None), ("Youden J", "youden", None), ("Sensitivity ≥ 95%", "sensitivity", 0.95),
+     ("Specificity ≥ 90%", "specificity", 0.90)],
+)
+def test_presets_land_on_the_validation_rule(models_root: Path, button: str, rule: str, target: float | None) -> None:
+    at = _open_page()
+    val = _split(models_root, "alpha", "val")
+    expected = _brute_force_rule(val["label"].to_numpy(), val["score"].to_numpy(), rule, target)
+    next(b for b in at.button if b.label.startswith(button)).click().run()
+    assert at.slider(key="threshold").value == pytest.approx(expected, abs=0)
+    point = at.session_state["operating_point"]
+    assert point["model"] == "alpha" and point["threshold"] == expected
+    assert "validation" in point["source"]
+    # The numbers shown are the TEST split's at that validation threshold.
+    test = _split(models_root, "alpha", "test")
+    assert _metric(at, "Specificity") == f"{skm.recall_score(test['label'], test['score'] >= expected, pos_label=0):.3f}"
+
+
+def test_starts_at_the_model_card_threshold_and_names_the_splits(models_root: Path) -> None:
+    import json
+
+    at = _open_page()
+    card = json.loads((models_root / "alpha" / "card.json").read_text())
+    assert at.slider(key="threshold").value == card["threshold"]["value"]
+    text = " ".join(m.value for m in at.markdown)
+    assert "chosen on the **VALIDATION** split" in text and "applied to the **TEST** split" in text
+    at.radio(key="explorer_split").set_value("val").run()
+    assert "applied to the **VALIDATION** split" in " ".join(m.value for m in at.markdown)
+    val = _split(models_root, "alpha", "val")
+    t = card["threshold"]["value"]
+    assert _metric(at, "F1") == f"{skm.f1_score(val['label'], val['score'] >= t):.3f}"
+    # Switching model resets the slider to that model's own operating point.
+    at.selectbox(key="explorer_model").set_value("beta").run()
+    beta = json.loads((models_root / "beta" / "card.json").read_text())
+    assert at.slider(key="threshold").value == beta["threshold"]["value"]
+
+
+def test_prevalence_reweights_ppv_and_natural_frequencies(models_root: Path) -> None:
+    at = _open_page()
+    at.slider(key="threshold").set_value(0.5).run()
+    at.radio(key="explorer_prevalence").set_value("1%").run()
+    test = _split(models_root, "alpha", "test")
+    sens = skm.recall_score(test["label"], test["score"] >= 0.5)
+    spec = skm.recall_score(test["label"], test["score"] >= 0.5, pos_label=0)
+    ppv = sens * 0.01 / (sens * 0.01 + (1 - spec) * 0.99)
+    assert _metric(at, "PPV at 1.0% prevalence") == f"{ppv:.3f}"
+    sentence = next(m.value for m in at.markdown if m.value.startswith("Per **1,000"))
+    assert f"**{10 * sens:.0f}** cases caught" in sentence
+    assert f"**{990 * (1 - spec):.0f}** false alarms" in sentence
+
+
+def test_broken_and_missing_models_do_not_break_the_page(models_root: Path, tmp_path: Path, monkeypatch) -> None:
+    at = _open_page()
+    assert any("broken" in c.value and "missing predictions.csv" in c.value for c in at.caption)
+    assert at.selectbox(key="explorer_model").options == ["Fixture alpha", "Fixture beta"]
+    monkeypatch.setenv("PNEUMONIA_MODELS", str(tmp_path / "empty"))
+    at = _open_page()
+    assert any("No usable trained model" in i.value for i in at.info)
+
+
+def test_page_does_not_import_tensorflow(models_root: Path) -> None:
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from streamlit.testing.v1 import AppTest
+        at = AppTest.from_file({str(PROJECT_ROOT / "streamlit_app.py")!r}, default_timeout=60)
+        at.run()
+        at.switch_page({PAGE!r})
+        at.run()
+        at.slider(key="threshold").set_value(0.3).run()
+        assert not at.exception, at.exception
+        assert len(at.metric) >= 6
+        print("TF_LOADED" if any(m == "tensorflow" or m.startswith(("tensorflow.", "keras")) for m in sys.modules) else "TF_ABSENT")
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "TF_ABSENT" in result.stdout
