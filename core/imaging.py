@@ -22,6 +22,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -302,8 +303,10 @@ def _decode_raster(data: bytes, label: str) -> tuple[np.ndarray, dict[str, Any]]
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             image = Image.open(io.BytesIO(data))
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise InvalidImageError(_too_large_message(label, "an enormous size")) from None
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            found = re.search(r"\((\d+) pixels\)", str(exc))
+            declared = f"{int(found.group(1)):,} pixels" if found else "an enormous size"
+            raise InvalidImageError(_too_large_message(label, declared)) from None
         except UnidentifiedImageError:
             raise InvalidImageError(
                 f"{label} is not an image format this tool can read, or its header is damaged. "
