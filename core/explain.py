@@ -33,6 +33,7 @@ SMOOTHGRAD_SAMPLES = 16
 SMOOTHGRAD_NOISE = 0.15
 DELETION_STEPS = 10
 FILTER_VIS_MAX_STEPS = 100
+FILTER_VIS_NOISE = 40.0  # std of the grey-level noise the ascent starts from (0-255 scale)
 _CONV_KINDS = ("Conv2D", "SeparableConv2D", "DepthwiseConv2D", "Conv2DTranspose")
 _ACTIVATION_KINDS = ("Activation", "ReLU", "LeakyReLU", "ELU", "PReLU")
 
@@ -427,7 +428,7 @@ def filter_visualisations(model: Any, layer_name: str, filters: Sequence[int], *
     if any(not 0 <= f < n_channels for f in filters):
         raise ValueError(f"Filter indices must be between 0 and {n_channels - 1} for layer {layer_name!r}.")
     rng = np.random.default_rng(seed)
-    images = (128.0 + rng.normal(0.0, 10.0, (len(filters), *shape))).astype(np.float32)
+    images = np.clip(128.0 + rng.normal(0.0, FILTER_VIS_NOISE, (len(filters), *shape)), 0.0, 255.0).astype(np.float32)
     channels = np.asarray(filters, np.int32)[:, None]
     for _ in range(steps):
         images = ascend(images, channels[:, 0], np.float32(step_size)).numpy()
