@@ -1,0 +1,204 @@
+"""Overview: the landing page for people who have never seen a ROC curve, with a presentation mode and the report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from core import config, registry, report
+
+PRESENTATION_CSS = """
+<style>
+html, body, [data-testid="stAppViewContainer"] { font-size: 22px; }
+[data-testid="stMarkdownContainer"] p, [data-testid="stMarkdownContainer"] li { font-size: 1.35rem; line-height: 1.5; }
+h1 { font-size: 3rem !important; } h2, h3 { font-size: 2.2rem !important; }
+section[data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"], [data-testid="stExpandSidebarButton"],
+[data-testid="stSidebarNav"] { display: none !important; }
+[class*="st-key-overview_section_"] { min-height: 88vh; padding-top: 4vh; border-bottom: 2px solid #d0d7de; }
+.block-container { max-width: 1400px; }
+</style>
+"""
+
+
+# ------------------------------------------------------------------------------ cached data access
+def _stamp(folder: Path) -> float:
+    """Latest modification time of a model's predictions + card, so caches refresh when it is retrained."""
+    files = [folder / registry.PREDICTIONS_FILE, folder / registry.CARD_FILE]
+    return max((f.stat().st_mtime for f in files if f.exists()), default=0.0)
+
+
+def _models_stamp(models_dir: str) -> float:
+    """Latest stamp over every model folder (the ranking changes when any model changes)."""
+    root = Path(models_dir)
+    return max((_stamp(p) for p in root.iterdir() if p.is_dir()), default=0.0) if root.is_dir() else 0.0
+
+
+@st.cache_data(show_spinner=False, ttl=60)
+def ranking(models_dir: str, stamp: float) -> pd.DataFrame:
+    return report.rank_models(models_dir)
+
+
+@st.cache_data(show_spinner="Bootstrapping 95% confidence intervals…")
+def test_summary(models_dir: str, name: str, stamp: float) -> dict:
+    return registry.model_summary(registry.get_model(name, models_dir), "test")
+
+
+@st.cache_data(show_spinner=False)
+def split_sizes(models_dir: str, name: str, stamp: float) -> dict[str, int]:
+    test = registry.load_predictions(registry.get_model(name, models_dir), split="test")
+    return {"pneumonia": int((test["label"] == 1).sum()), "normal": int((test["label"] == 0).sum())}
+
+
+@st.cache_data(show_spinner=False)
+def dataset_counts(data_root: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return report.dataset_counts(data_root)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def example_cases(models_dir: str, name: str, stamp: float, data_root: str, heatmaps: bool) -> list[dict]:
+    entry = registry.get_model(name, models_dir)
+    examples = report.pick_examples(registry.load_predictions(entry), entry.threshold, split="test")
+    return [dict(kind=e.kind, caption=e.caption, path=e.path, label=e.label, score=e.score, png=e.png, heatmap=e.heatmap, note=e.note)
+            for e in report.example_images(entry, examples, data_root, heatmaps=heatmaps)]
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def report_html(models_dir: str, data_root: str, stamp: float) -> bytes:
+    return report.build_report(models_dir, data_root, heatmaps=True).encode("utf-8")
+
+
+# ------------------------------------------------------------------------------ page
+models_dir = str(config.models_dir())
+data_root = str(st.session_state.get("data_root") or config.data_root())
+presentation = st.toggle("Presentation mode (large type, no sidebar, one idea per screen)", key="overview_presentation")
+if presentation:
+    st.html(PRESENTATION_CSS)
+
+with st.container(key="overview_section_intro"):
+    st.title("🫁 Can a computer help spot pneumonia on a child's chest X-ray?")
+    st.markdown(
+        "This tool scores a **child's chest X-ray** for signs of pneumonia and shows **which parts of the image** "
+        "drove the score.\n\n"
+        f"- **What it was built from:** X-rays of children aged one to five from **one hospital**, {report.DATA_CENTRE}.\n"
+        "- **What it is:** decision support for research and teaching: a second pair of eyes that flags images for review.\n"
+        "- **What it is not:** a diagnosis, or a medical device. It has not been tested on adults, on other hospitals' "
+        "machines, or against confirmed clinical outcomes. A clinician reads every image."
+    )
+
+with st.container(key="overview_section_data"):
+    st.header("The data, in one picture")
+    try:
+        images, patients = dataset_counts(data_root)
+    except (OSError, ValueError) as exc:
+        st.warning(f"The dataset folder `{data_root}` cannot be read ({exc}). Choose another folder in the sidebar.")
+    else:
+        st.markdown(
+            f"**{int(images['total'].sum()):,} X-rays** of **{int(patients['total'].sum()):,} children**. "
+            "The models learned from the training images, were tuned on the validation images (a separate set of "
+            "children) and are judged on the **test** images, which they never saw while being built."
+        )
+        st.plotly_chart(report.dataset_figure(images, patients), key="overview_dataset_chart")
+
+ranked = ranking(models_dir, _models_stamp(models_dir))
+if ranked.empty:
+    st.info(f"No usable trained model in `{models_dir}` yet. Train the shipped set with `make models`; "
+            "the rest of this page appears when a model is there.")
+    st.stop()
+best = ranked.iloc[0]
+entry = registry.get_model(str(best["model"]), models_dir)
+stamp = _stamp(entry.path)
+
+with st.container(key="overview_section_model"):
+    st.header("The recommended model")
+    st.markdown(
+        f"### {entry.display_name}\n"
+        f"Chosen because it ranks cases best on the **validation** images: ROC AUC **{best['val_roc_auc']:.3f}** "
+        f"(validation split), the highest of the {len(ranked)} trained models. The test images played no part in the choice.\n\n"
+        f"It flags an X-ray when its score is at least **{entry.threshold:.3f}**; that threshold was also chosen on the "
+        f"validation split ({entry.threshold_rule})."
+    )
+    with st.expander("All models ranked on the validation split"):
+        st.dataframe(ranked[["display_name", "val_roc_auc", "threshold"]].rename(columns={
+            "display_name": "Model", "val_roc_auc": "ROC AUC (VALIDATION)", "threshold": "Threshold (chosen on VALIDATION)"}),
+            hide_index=True, key="overview_ranking")
+
+summary = test_summary(models_dir, entry.name, stamp)
+sizes = split_sizes(models_dir, entry.name, stamp)
+freq = report.natural_frequencies(summary, split="test", n_pneumonia=sizes["pneumonia"], n_normal=sizes["normal"])
+
+with st.container(key="overview_section_frequencies"):
+    st.header("What that means for 100 children (TEST split)")
+    sick, healthy = st.columns(2, gap="large")
+    with sick:
+        st.metric("Of 100 children WITH pneumonia, it flags", f"{freq.caught:.0f}",
+                  help="Sensitivity × 100, measured on the TEST split.")
+        st.html(report.icon_array_html(freq.caught, colour="#1a7f37", label="green = flagged, grey = missed"))
+        st.caption(f"95% CI {freq.caught_low:.0f}–{freq.caught_high:.0f} (TEST split, {freq.n_pneumonia} X-rays with pneumonia).")
+    with healthy:
+        st.metric("Of 100 children WITHOUT pneumonia, it wrongly flags", f"{freq.false_alarms:.0f}",
+                  help="(1 − specificity) × 100, measured on the TEST split.")
+        st.html(report.icon_array_html(freq.false_alarms, colour="#d1242f", label="red = false alarm, grey = correctly not flagged"))
+        st.caption(f"95% CI {freq.false_alarms_low:.0f}–{freq.false_alarms_high:.0f} (TEST split, {freq.n_normal} X-rays without).")
+    st.markdown(" ".join(freq.sentences()))
+    st.caption(
+        "95% confidence intervals: bootstrap over the test images (the same numbers as the Model comparison page). "
+        "How many flagged children really have pneumonia depends on how common it is where the tool is used: "
+        "try it on the Threshold explorer page."
+    )
+
+examples_section = st.container(key="overview_section_examples")
+
+with st.container(key="overview_section_glossary"):
+    st.header("Words you will meet")
+    left, right = st.columns(2, gap="large")
+    for i, (term, meaning) in enumerate(report.GLOSSARY):
+        (left if i % 2 == 0 else right).markdown(f"**{term}**: {meaning}")
+
+with st.container(key="overview_section_provenance"):
+    st.header("Where the data comes from, and the limits")
+    st.markdown(
+        f"{report.DATA_CITATION} doi:[{report.DATA_DOI}]({report.DATA_DOI_URL}). "
+        f"Licence: [{report.DATA_LICENCE}]({report.DATA_LICENCE_URL}). Resized to 224×224 for this project."
+    )
+    with st.expander("Limitations"):
+        st.markdown("\n".join(f"- {item}" for item in report.LIMITATIONS))
+    with st.expander(f"Model card: {entry.display_name}"):
+        card_md = registry.load_card_markdown(entry)
+        if card_md:
+            st.markdown(card_md)
+        else:
+            st.json(entry.card)
+    st.download_button(
+        "Download report (one HTML file, opens offline)",
+        data=lambda: report_html(models_dir, data_root, _models_stamp(models_dir)),
+        file_name="pneumonia_report.html",
+        mime="text/html",
+        on_click="ignore",
+        icon="📄",
+        key="overview_download_report",
+        help="Dataset summary, all models with 95% CIs, ROC/PR/calibration curves, the operating point, example heatmaps "
+        "and limitations; built on click (about half a minute with heatmaps).",
+    )
+
+# The heatmaps need TensorFlow: everything above is already on screen while they are computed (then cached).
+with examples_section:
+    st.header("Three X-rays from the TEST split")
+    st.markdown(f"One typical case of each outcome at the threshold {entry.threshold:.3f}, with the **Grad-CAM** heatmap "
+                "(red = regions that pushed the score towards pneumonia).")
+    with st.spinner("Computing heatmaps (first time only)…"):
+        try:
+            cases = example_cases(models_dir, entry.name, stamp, data_root, True)
+        except (OSError, ValueError) as exc:
+            cases = []
+            st.warning(f"The example X-rays cannot be shown: {exc}")
+    if not cases:
+        st.info("No example X-ray was found in the dataset folder for this model's test predictions.")
+    for column, case in zip(st.columns(max(1, len(cases))), cases):
+        truth = config.CLASS_NAMES[case["label"]]
+        column.image(case["png"], width="stretch")
+        column.markdown(f"**{case['kind'].capitalize()}**: {case['caption']}  \nTruth {truth}, score {case['score']:.3f}.")
+        if case["note"]:
+            column.caption(case["note"])
+        column.caption(case["path"])

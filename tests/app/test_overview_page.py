@@ -1,0 +1,105 @@
+"""Overview page through AppTest, in normal and presentation mode.
+
+The page shows the shipped models when models/ holds a usable one, and fixture folders (real test file names,
+synthetic scores: test fixtures only) otherwise. Either way the numbers on screen are checked against the
+recommended model's predictions.csv recomputed with scikit-learn and core.metrics.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sklearn.metrics import recall_score, roc_auc_score
+from streamlit.testing.v1 import AppTest
+
+from core import config, metrics, registry
+from tests.test_report import write_report_models
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PAGE = "pages/1_Overview.py"
+
+
+@pytest.fixture(scope="module")
+def models_root(tmp_path_factory, data_root) -> Path:
+    shipped = config.PROJECT_ROOT / "models"
+    if any(entry.available for entry in registry.list_models(shipped)):
+        return shipped
+    return write_report_models(tmp_path_factory.mktemp("models"), data_root)
+
+
+@pytest.fixture()
+def page(models_root, monkeypatch) -> AppTest:
+    monkeypatch.setenv("PNEUMONIA_MODELS", str(models_root))
+    at = AppTest.from_file(str(PROJECT_ROOT / "streamlit_app.py"), default_timeout=180)
+    at.run()
+    assert not at.exception, at.exception
+    at.switch_page(PAGE)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _expected(models_root: Path) -> dict:
+    """The recommended model and its TEST-split natural frequencies, recomputed independently of core.report."""
+    aucs = {}
+    for folder in sorted(p for p in models_root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        entry = registry.inspect_model(folder)
+        if entry.available:
+            val = pd.read_csv(folder / "predictions.csv").query("split == 'val'")
+            aucs[entry.name] = roc_auc_score(val["label"], val["score"])
+    name = max(sorted(aucs), key=aucs.get)
+    entry = registry.inspect_model(models_root / name)
+    test = pd.read_csv(models_root / name / "predictions.csv").query("split == 'test'")
+    called = (test["score"] >= entry.threshold).astype(int)
+    point = metrics.metrics_at_threshold(test["label"], test["score"], entry.threshold)
+    assert point["recall"] == pytest.approx(recall_score(test["label"], called))
+    return {"name": name, "display_name": entry.display_name, "val_auc": aucs[name],
+            "caught": f"{100 * point['recall']:.0f}", "false_alarms": f"{100 * (1 - point['specificity']):.0f}"}
+
+
+def _text(at: AppTest) -> str:
+    return "\n".join([m.value for m in at.markdown] + [h.value for h in at.header] + [c.value for c in at.caption])
+
+
+@pytest.mark.parametrize("presentation", [False, True], ids=["normal", "presentation"])
+def test_overview_shows_the_recommended_model_and_its_natural_frequencies(page, models_root, presentation):
+    if presentation:
+        page.toggle(key="overview_presentation").set_value(True).run()
+        assert not page.exception, page.exception
+    expected = _expected(models_root)
+    text = _text(page)
+    assert f"### {expected['display_name']}" in text
+    assert f"ROC AUC **{expected['val_auc']:.3f}** (validation split)" in text
+    values = {m.label: m.value for m in page.metric}
+    assert values["Of 100 children WITH pneumonia, it flags"] == expected["caught"]
+    assert values["Of 100 children WITHOUT pneumonia, it wrongly flags"] == expected["false_alarms"]
+    assert f"Of 100 children with pneumonia, it flags {expected['caught']} " in text
+    assert "TEST split" in text and "95% CI" in text
+    # Three example X-rays from the test split, one per outcome; glossary, provenance, card and report button.
+    assert len(page.get("image")) == 3
+    for word in ("Correct detection", "Miss", "False alarm", "Sensitivity", "Grad-CAM", "CC BY 4.0", "10.17632/rscbjbr9sj.2"):
+        assert word in text
+    assert any(e.label.startswith("Model card:") for e in page.expander)
+    assert [b for b in page.get("download_button") if "Download report" in b.proto.label]
+    styles = [e for e in page.get("html") if "stSidebar" in e.proto.body]
+    assert len(styles) == (1 if presentation else 0)
+
+
+def test_overview_numbers_equal_the_comparison_page(page, models_root):
+    """Same function, same bootstrap: the recall CI on the overview is the comparison page's, per 100 children."""
+    expected = _expected(models_root)
+    row = registry.model_summary(registry.get_model(expected["name"], models_root), "test")
+    text = _text(page)
+    assert f"95% CI {100 * row['recall_ci_low']:.0f}–{100 * row['recall_ci_high']:.0f} (TEST split" in text
+    assert f"95% CI {100 * (1 - row['specificity_ci_high']):.0f}–{100 * (1 - row['specificity_ci_low']):.0f} (TEST split" in text
+
+
+def test_overview_without_models_says_how_to_get_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("PNEUMONIA_MODELS", str(tmp_path))
+    at = AppTest.from_file(str(PROJECT_ROOT / PAGE), default_timeout=60)
+    at.run()
+    assert not at.exception, at.exception
+    assert any("make models" in info.value for info in at.info)
+    assert not at.metric
