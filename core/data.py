@@ -583,4 +583,5 @@ def split_counts(index: pd.DataFrame, *, by: str = "split") -> pd.DataFrame:
     table = table.reindex([s for s in SPLITS if s in table.index])
     table["total"] = table.sum(axis=1)
     table.index.name = by
+    table.columns.name = None
     return table.astype("int64")
