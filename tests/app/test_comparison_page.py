@@ -34,8 +34,7 @@ def models_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def _open_page() -> AppTest:
     at = AppTest.from_file(str(PROJECT_ROOT / "streamlit_app.py"), default_timeout=120)
-    at.run()
-    at.switch_page(PAGE)
+    at.switch_page(PAGE)  # before the first run, so the landing page (and what it loads) never runs
     at.run()
     assert not at.exception, at.exception
     return at
@@ -111,7 +110,6 @@ def test_page_does_not_import_tensorflow(models_root: Path) -> None:
         import sys
         from streamlit.testing.v1 import AppTest
         at = AppTest.from_file({str(PROJECT_ROOT / "streamlit_app.py")!r}, default_timeout=120)
-        at.run()
         at.switch_page({PAGE!r})
         at.run()
         assert not at.exception, at.exception

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -13,7 +14,6 @@ import pytest
 from sklearn import metrics as skm
 from streamlit.testing.v1 import AppTest
 
-from tests.test_metrics import _brute_force_rule
 from tests.test_registry import write_model_folder
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -33,8 +33,7 @@ def models_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def _open_page() -> AppTest:
     at = AppTest.from_file(str(PROJECT_ROOT / "streamlit_app.py"), default_timeout=60)
-    at.run()
-    at.switch_page(PAGE)
+    at.switch_page(PAGE)  # before the first run, so the landing page (and what it loads) never runs
     at.run()
     assert not at.exception, at.exception
     return at
@@ -76,28 +75,47 @@ def test_slider_moves_recall_and_precision_to_sklearn_values(models_root: Path) 
     assert shown[0] != shown[1]
 
 
-@pytest.mark.parametrize(
-    ("button", "rule", "target"),
-    [("F1-best", "f1", None), ("Youden J", "youden", None), ("Sensitivity ≥ 95%", "sensitivity", 0.95),
-     ("Specificity ≥ 90%", "specificity", 0.90)],
-)
-def test_presets_land_on_the_validation_rule(models_root: Path, button: str, rule: str, target: float | None) -> None:
+def _rule_by_brute_force(y: np.ndarray, s: np.ndarray, rule: str, target: float | None) -> float:
+    """Apply a preset rule literally: count at every candidate threshold (plain NumPy), pick per the rule."""
+    candidates = np.array(sorted(set(s.tolist()) | {np.nextafter(s.max(), np.inf)}, reverse=True))
+    called = s[None, :] >= candidates[:, None]
+    tp = (called & (y == 1)).sum(1)
+    fp = (called & (y == 0)).sum(1)
+    sens, spec = tp / (y == 1).sum(), 1 - fp / (y == 0).sum()
+    f1 = 2 * tp / (2 * tp + fp + ((y == 1).sum() - tp))
+    if rule == "f1":
+        return float(candidates[np.flatnonzero(np.isclose(f1, f1.max(), rtol=0, atol=1e-12))[0]])
+    if rule == "youden":
+        j = sens + spec - 1
+        return float(candidates[np.flatnonzero(np.isclose(j, j.max(), rtol=0, atol=1e-12))[0]])
+    if rule == "sensitivity":
+        return float(candidates[sens >= target].max())
+    ok = spec >= target
+    return float(candidates[ok & (sens == sens[ok].max())].max())
+
+
+def test_presets_land_on_the_validation_rule(models_root: Path) -> None:
     at = _open_page()
     val = _split(models_root, "alpha", "val")
-    expected = _brute_force_rule(val["label"].to_numpy(), val["score"].to_numpy(), rule, target)
-    next(b for b in at.button if b.label.startswith(button)).click().run()
-    assert at.slider(key="threshold").value == pytest.approx(expected, abs=0)
-    point = at.session_state["operating_point"]
-    assert point["model"] == "alpha" and point["threshold"] == expected
-    assert "validation" in point["source"]
-    # The numbers shown are the TEST split's at that validation threshold.
     test = _split(models_root, "alpha", "test")
-    assert _metric(at, "Specificity") == f"{skm.recall_score(test['label'], test['score'] >= expected, pos_label=0):.3f}"
+    presets = [("F1-best", "f1", None), ("Youden J", "youden", None), ("Sensitivity ≥ 95%", "sensitivity", 0.95),
+               ("Specificity ≥ 90%", "specificity", 0.90)]
+    for button, rule, target in presets:
+        expected = _rule_by_brute_force(val["label"].to_numpy(), val["score"].to_numpy(), rule, target)
+        next(b for b in at.button if b.label.startswith(button)).click().run()
+        assert at.slider(key="threshold").value == expected, button
+        point = at.session_state["operating_point"]
+        assert point["model"] == "alpha" and point["threshold"] == expected
+        assert "validation" in point["source"]
+        # The numbers shown are the TEST split's at that validation threshold.
+        specificity = skm.recall_score(test["label"], test["score"] >= expected, pos_label=0)
+        assert _metric(at, "Specificity") == f"{specificity:.3f}", button
+    own = json.loads((models_root / "alpha" / "card.json").read_text())["threshold"]["value"]
+    next(b for b in at.button if b.label.startswith("Model's own")).click().run()
+    assert at.slider(key="threshold").value == own
 
 
 def test_starts_at_the_model_card_threshold_and_names_the_splits(models_root: Path) -> None:
-    import json
-
     at = _open_page()
     card = json.loads((models_root / "alpha" / "card.json").read_text())
     assert at.slider(key="threshold").value == card["threshold"]["value"]
@@ -143,7 +161,6 @@ def test_page_does_not_import_tensorflow(models_root: Path) -> None:
         import sys
         from streamlit.testing.v1 import AppTest
         at = AppTest.from_file({str(PROJECT_ROOT / "streamlit_app.py")!r}, default_timeout=60)
-        at.run()
         at.switch_page({PAGE!r})
         at.run()
         at.slider(key="threshold").set_value(0.3).run()
