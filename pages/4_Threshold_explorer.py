@@ -96,7 +96,12 @@ entry = next(e for e in ready if e.name == model_name)
 view = split_view(str(entry.path), _stamp(entry), split)
 sweep: metrics.ThresholdSweep = view["sweep"]
 presets, n_val = validation_presets(str(entry.path), _stamp(entry))
-presets = {f"Model's own ({entry.threshold_rule})": entry.threshold, **presets}
+presets = {"Model's own": entry.threshold, **presets}
+preset_help = {
+    "Model's own": f"The model card's operating point: {entry.threshold_rule} (chosen on {entry.threshold_split}).",
+    "F1-best": "Highest F1 on validation.",
+    "Youden J": "Highest sensitivity + specificity − 1 on validation.",
+}
 
 # A new model starts at its own operating point (or the remembered one for this model).
 if st.session_state.get("explorer_threshold_for") != model_name:
@@ -144,13 +149,15 @@ def explorer() -> None:
     buttons = st.columns(len(presets))
     for column, (label, value) in zip(buttons, presets.items()):
         column.button(f"{label} · {value:.3f}", key=f"preset_{label}", on_click=_set_threshold, args=(value,),
-                      width="stretch")
+                      width="stretch", help=preset_help.get(label, f"{label} on validation (highest such threshold)."))
     threshold = st.slider(
         "Threshold: call PNEUMONIA when the probability is at least…", 0.0, 1.0, step=0.001, format="%.3f",
         key=SLIDER_KEY,
     )
     preset_name = next((label for label, value in presets.items() if value == threshold), None)
-    if preset_name:
+    if preset_name == "Model's own":
+        source = f"{entry.display_name}'s own operating point: {entry.threshold_rule}, chosen on {entry.threshold_split}"
+    elif preset_name:
         source = f"{preset_name}, chosen on the validation split of {entry.display_name}"
     else:
         source = f"set by hand in the threshold explorer while viewing the {SPLIT_NAMES[split]} split"
