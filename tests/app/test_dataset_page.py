@@ -1,0 +1,123 @@
+"""Dataset exploration page through AppTest, on the shipped real dataset and on bad folders."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PAGE = "pages/2_Dataset.py"
+
+
+def open_page(data_root: str | None = None) -> AppTest:
+    at = AppTest.from_file(str(PROJECT_ROOT / "streamlit_app.py"), default_timeout=180)
+    if data_root is not None:
+        at.session_state["data_root"] = data_root
+    at.switch_page(PAGE)  # before the first run, so no other page runs
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+@pytest.fixture(scope="module")
+def page() -> AppTest:
+    return open_page()
+
+
+def all_text(at: AppTest) -> str:
+    return "\n".join([m.value for m in at.markdown] + [c.value for c in at.caption] + [i.value for i in at.info])
+
+
+def test_folder_counts_are_shown(page):
+    text = all_text(page)
+    assert "**train** 1,341 NORMAL + 3,875 PNEUMONIA" in text
+    assert "**test** 234 NORMAL + 390 PNEUMONIA" in text
+    folder_table = page.dataframe[0].value
+    assert folder_table.loc["train", "NORMAL"] == 1341 and folder_table.loc["train", "PNEUMONIA"] == 3875
+    assert folder_table.loc["test", "NORMAL"] == 234 and folder_table.loc["test", "PNEUMONIA"] == 390
+
+
+def test_split_counts_and_headline(page):
+    metrics = {m.label: m.value for m in page.metric}
+    assert metrics["Images"] == "5,840"
+    split_table = page.dataframe[1].value
+    assert split_table["total"].sum() == 5840
+    assert split_table.loc["train", "total"] + split_table.loc["val", "total"] == 5216
+    assert metrics["Validation images"] == f"{split_table.loc['val', 'total']:,}"
+    assert metrics["Patients in train and validation"] == "0"
+    assert metrics["Groups of identical images"] == "30"
+    assert metrics["…of which span two splits"] == "0"
+
+
+def test_sections_and_provenance(page):
+    headers = [h.value for h in page.header]
+    for title in ("Images per split and class", "Leakage and duplicates", "Sample images", "Intensity statistics",
+                  "Image sizes", "Provenance and licence"):
+        assert title in headers
+    text = all_text(page)
+    assert "CC BY 4.0" in text and "10.17632/rscbjbr9sj.2" in text and "Kermany" in text
+    assert "All 5,840 images are 224×224 pixels." in text
+    assert len(page.get("plotly_chart")) >= 5
+    captions = [c for image in page.image for c in image.captions]
+    assert "Mean NORMAL image" in captions and "Mean PNEUMONIA image" in captions
+
+
+def _grid_captions(at: AppTest) -> list[str]:
+    return [c for image in at.image for c in image.captions if c.count(" · ") == 3]
+
+
+def test_sample_grid_filters_and_reseeds():
+    at = open_page()
+    class_select = next(w for w in at.multiselect if w.label == "Class")
+    class_select.set_value(["NORMAL"]).run()
+    assert not at.exception
+    captions = _grid_captions(at)
+    assert len(captions) == 12 and all(c.startswith("NORMAL · normal") for c in captions)
+    split_select = next(w for w in at.multiselect if w.label == "Split")
+    split_select.set_value(["test"]).run()
+    captions = _grid_captions(at)
+    assert all(c.split(" · ")[2] == "test" for c in captions)
+    next(b for b in at.button if "Reseed" in b.label).click().run()
+    reseeded = _grid_captions(at)
+    assert len(reseeded) == 12 and reseeded != captions and all(" · test · " in c for c in reseeded)
+
+
+def test_missing_folder_gets_a_clear_message(tmp_path):
+    at = open_page(str(tmp_path / "does-not-exist"))
+    assert any("does not exist" in e.value for e in at.error)
+    assert not at.metric
+
+
+def test_empty_folder_gets_a_clear_message(tmp_path):
+    at = open_page(str(tmp_path))
+    assert any("is empty" in w.value for w in at.warning)
+
+
+def test_folder_of_the_wrong_shape_gets_a_clear_message(tmp_path):
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "cat.jpeg").write_bytes(b"\xff\xd8\xff")
+    at = open_page(str(tmp_path))
+    assert any("neither a Kaggle-layout folder" in e.value for e in at.error)
+
+
+def test_page_does_not_import_tensorflow():
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from streamlit.testing.v1 import AppTest
+        at = AppTest.from_file({str(PROJECT_ROOT / "streamlit_app.py")!r}, default_timeout=180)
+        at.switch_page({PAGE!r})
+        at.run()
+        assert not at.exception, at.exception
+        assert len(at.metric) >= 5
+        print("TF_LOADED" if any(m == "tensorflow" or m.startswith(("tensorflow.", "keras")) for m in sys.modules) else "TF_ABSENT")
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "TF_ABSENT" in result.stdout
