@@ -185,7 +185,7 @@ def example_images(entry, examples: pd.DataFrame, data_root: str | Path, *, heat
             scorer = predict.load_scorer(getattr(entry, "path", entry))
             gradcam = explain.gradcam_for(scorer.model)
         except ValueError as exc:  # registry.ModelUnavailableError and "no convolution layer" are ValueErrors
-            why_not = f"no Grad-CAM for this model ({exc})"
+            why_not = f"no Grad-CAM for this model: {exc}"
             logger.warning("Example heatmaps unavailable: %s", exc)
     images = []
     for row in examples.itertuples(index=False):
@@ -518,10 +518,11 @@ def build_report(
         add("<p>No example could be shown (the images were not found in the dataset folder).</p>")
     else:
         kind_note = "with the Grad-CAM heatmap of the recommended model" if any(e.heatmap for e in examples) else "without heatmaps"
-        add(f"<p>One typical case of each outcome at the model's threshold, {kind_note}.</p><div class='row'>")
+        notes = "".join(f" <span class='muted'>Shown without heatmap: {_esc(n)}</span>" for n in sorted({e.note for e in examples if e.note}))
+        add(f"<p>One typical case of each outcome at the model's threshold, {kind_note}.{notes}</p><div class='row'>")
         for ex in examples:
             truth = config.CLASS_NAMES[ex.label]
-            extra = f" <span class='muted'>({_esc(ex.note)})</span>" if ex.note else ""
+            extra = ""
             add(f"<figure><img alt='{_esc(ex.kind)}: {_esc(ex.path)}' src='{_data_uri(ex.png)}'>"
                 f"<figcaption><b>{_esc(ex.kind.capitalize())}</b>: {_esc(ex.caption)} Truth {truth}, score {ex.score:.3f} "
                 f"(threshold {chosen.threshold:.3f}). <span class='muted'>{_esc(ex.path)}</span>{extra}</figcaption></figure>")

@@ -77,7 +77,7 @@ if presentation:
     st.html(PRESENTATION_CSS)
 
 with st.container(key="overview_section_intro"):
-    st.title("🫁 Can a computer help spot pneumonia on a child's chest X-ray?")
+    st.title("Can a computer help spot pneumonia on a child's chest X-ray?")
     st.markdown(
         "This tool scores a **child's chest X-ray** for signs of pneumonia and shows **which parts of the image** "
         "drove the score.\n\n"
@@ -185,20 +185,22 @@ with st.container(key="overview_section_provenance"):
 # The heatmaps need TensorFlow: everything above is already on screen while they are computed (then cached).
 with examples_section:
     st.header("Three X-rays from the TEST split")
-    st.markdown(f"One typical case of each outcome at the threshold {entry.threshold:.3f}, with the **Grad-CAM** heatmap "
-                "(red = regions that pushed the score towards pneumonia).")
     with st.spinner("Computing heatmaps (first time only)…"):
         try:
             cases = example_cases(models_dir, entry.name, stamp, data_root, True)
         except (OSError, ValueError) as exc:
             cases = []
             st.warning(f"The example X-rays cannot be shown: {exc}")
+    with_heatmaps = any(case["heatmap"] for case in cases)
+    st.markdown(f"One typical case of each outcome at the threshold {entry.threshold:.3f}"
+                + (", with the **Grad-CAM** heatmap (red = regions that pushed the score towards pneumonia)." if with_heatmaps else "."))
+    notes = sorted({case["note"] for case in cases if case["note"]})
+    for note in notes:
+        st.caption(f"Shown without heatmap: {note}")
     if not cases:
         st.info("No example X-ray was found in the dataset folder for this model's test predictions.")
     for column, case in zip(st.columns(max(1, len(cases))), cases):
         truth = config.CLASS_NAMES[case["label"]]
         column.image(case["png"], width="stretch")
         column.markdown(f"**{case['kind'].capitalize()}**: {case['caption']}  \nTruth {truth}, score {case['score']:.3f}.")
-        if case["note"]:
-            column.caption(case["note"])
         column.caption(case["path"])
