@@ -275,12 +275,15 @@ def icon_array_html(count: float, *, total: int = 100, colour: str = "#d1242f", 
 # --------------------------------------------------------------------------------------------------
 # Data for the report (and the Overview page)
 # --------------------------------------------------------------------------------------------------
-def dataset_counts(data_root: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(images, patients) per split x class with a total column, rows train/val/test (core.data + core.dataset_summary)."""
+def dataset_counts(data_root: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """(images, patients) per split x class with a total column (rows train/val/test), and the distinct patient ids.
+
+    The same functions as the Dataset page: core.data.split_counts and core.dataset_summary.patient_counts.
+    """
     from core import data, dataset_summary
 
     index = data.load_index(data_root)
-    return data.split_counts(index), dataset_summary.patient_counts(index)
+    return data.split_counts(index), dataset_summary.patient_counts(index), int(index["patient"].nunique())
 
 
 def comparison_rows(models_dir: str | Path, *, split: str = "test", n_resamples: int = config.BOOTSTRAP_RESAMPLES) -> pd.DataFrame:
@@ -459,7 +462,7 @@ def build_report(
     freq = natural_frequencies(chosen_row, split=split, n_pneumonia=int((split_rows["label"] == 1).sum()),
                                n_normal=int((split_rows["label"] == 0).sum()))
     examples = example_images(chosen, pick_examples(predictions, chosen.threshold, split=split), data_root, heatmaps=heatmaps)
-    images, patients = dataset_counts(data_root)
+    images, patients, n_patients = dataset_counts(data_root)
     frames = curve_frames(models_dir, split=split)
     figures = curve_figures(frames, split=split, highlight=chosen.name)
     card_md = registry.load_card_markdown(chosen)
@@ -475,7 +478,7 @@ def build_report(
     add(f"<p class='note'><b>What this is, and is not.</b> {_esc(INTENDED_USE)}</p>")
 
     add("<h2>1. The data</h2>")
-    add(f"<p>{int(images['total'].sum())} chest X-rays of {int(patients['total'].sum())} children, from {_esc(DATA_CENTRE)}. "
+    add(f"<p>{int(images['total'].sum())} chest X-rays of {n_patients} children (distinct patient ids), from {_esc(DATA_CENTRE)}. "
         "The validation split is carved from the training images and grouped by child, so no child is in two splits.</p>")
     add(_figure_html(dataset_figure(images, patients), first=True, div_id="dataset-chart"))
     table = images.rename(index=SPLIT_NAMES).reset_index().rename(columns={"split": "Split"})

@@ -52,7 +52,7 @@ def split_sizes(models_dir: str, name: str, stamp: float) -> dict[str, int]:
 
 
 @st.cache_data(show_spinner=False)
-def dataset_counts(data_root: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def dataset_counts(data_root: str) -> tuple[pd.DataFrame, pd.DataFrame, int]:
     return report.dataset_counts(data_root)
 
 
@@ -90,16 +90,19 @@ with st.container(key="overview_section_intro"):
 with st.container(key="overview_section_data"):
     st.header("The data, in one picture")
     try:
-        images, patients = dataset_counts(data_root)
+        images, patients, n_patients = dataset_counts(data_root)
     except (OSError, ValueError) as exc:
         st.warning(f"The dataset folder `{data_root}` cannot be read ({exc}). Choose another folder in the sidebar.")
     else:
         st.markdown(
-            f"**{int(images['total'].sum()):,} X-rays** of **{int(patients['total'].sum()):,} children**. "
+            f"**{int(images['total'].sum()):,} X-rays** of **{n_patients:,} children** (distinct patient ids). "
             "The models learned from the training images, were tuned on the validation images (a separate set of "
             "children) and are judged on the **test** images, which they never saw while being built."
         )
-        st.plotly_chart(report.dataset_figure(images, patients), key="overview_dataset_chart")
+        figure = report.dataset_figure(images, patients)
+        if presentation:
+            figure.update_layout(font_size=20, height=560)
+        st.plotly_chart(figure, key="overview_dataset_chart")
 
 ranked = ranking(models_dir, _models_stamp(models_dir))
 if ranked.empty:

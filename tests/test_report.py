@@ -175,7 +175,11 @@ def test_report_is_self_contained(report_html):
 
 def test_report_shows_dataset_counts_and_examples(report_html, data_root):
     index = data.load_index(data_root)
-    assert f"{len(index)} chest X-rays of {index.groupby('split')['patient'].nunique().sum()} children" in report_html
+    assert f"{len(index)} chest X-rays of {index['patient'].nunique()} children" in report_html
+    for split, name in (("train", "TRAIN"), ("val", "VALIDATION"), ("test", "TEST")):
+        part = index[index["split"] == split]
+        cells = [name, (part["label"] == 0).sum(), (part["label"] == 1).sum(), len(part), part["patient"].nunique()]
+        assert "<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>" in report_html
     images = re.findall(r"src='data:image/png;base64,", report_html)
     assert len(images) == 3  # correct detection, miss, false alarm (heatmaps off here)
     assert "heatmaps switched off" in report_html

@@ -14,7 +14,7 @@ import pytest
 from sklearn.metrics import recall_score, roc_auc_score
 from streamlit.testing.v1 import AppTest
 
-from core import config, metrics, registry
+from core import config, data, metrics, registry
 from tests.test_report import write_report_models
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -64,7 +64,7 @@ def _text(at: AppTest) -> str:
 
 
 @pytest.mark.parametrize("presentation", [False, True], ids=["normal", "presentation"])
-def test_overview_shows_the_recommended_model_and_its_natural_frequencies(page, models_root, presentation):
+def test_overview_shows_the_recommended_model_and_its_natural_frequencies(page, models_root, data_root, presentation):
     if presentation:
         page.toggle(key="overview_presentation").set_value(True).run()
         assert not page.exception, page.exception
@@ -77,6 +77,8 @@ def test_overview_shows_the_recommended_model_and_its_natural_frequencies(page, 
     assert values["Of 100 children WITHOUT pneumonia, it wrongly flags"] == expected["false_alarms"]
     assert f"Of 100 children with pneumonia, it flags {expected['caught']} " in text
     assert "TEST split" in text and "95% CI" in text
+    index = data.load_index(data_root)
+    assert f"**{len(index):,} X-rays** of **{index['patient'].nunique():,} children**" in text
     # Three example X-rays from the test split, one per outcome; glossary, provenance, card and report button.
     assert len(page.get("image")) == 3
     for word in ("Correct detection", "Miss", "False alarm", "Sensitivity", "Grad-CAM", "CC BY 4.0", "10.17632/rscbjbr9sj.2"):
