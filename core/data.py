@@ -93,7 +93,9 @@ class _FileEntry:
 def _scan(root: Path) -> list[_FileEntry]:
     """Every image and label file under `root` (hidden folders and files skipped), sorted by relpath."""
     entries: list[_FileEntry] = []
-    stack = [root]
+    root_str = str(root)
+    prefix = len(root_str) + 1
+    stack = [root_str]
     while stack:
         folder = stack.pop()
         try:
@@ -102,17 +104,23 @@ def _scan(root: Path) -> list[_FileEntry]:
                     if entry.name.startswith("."):
                         continue
                     if entry.is_dir(follow_symlinks=True):
-                        stack.append(Path(entry.path))
+                        stack.append(entry.path)
                         continue
                     suffix = os.path.splitext(entry.name)[1].lower()
-                    if suffix in IMAGE_EXTENSIONS or (folder == root and suffix in (".csv", ".txt")):
+                    if suffix in IMAGE_EXTENSIONS or (folder == root_str and suffix in (".csv", ".txt")):
                         stat = entry.stat()
-                        relpath = Path(entry.path).relative_to(root).as_posix()
+                        relpath = entry.path[prefix:].replace(os.sep, "/")
                         entries.append(_FileEntry(relpath, stat.st_size, stat.st_mtime_ns))
         except PermissionError:
             logger.warning("Skipping unreadable folder %s", folder)
     entries.sort(key=lambda e: e.relpath)
     return entries
+
+
+def _absolute_paths(root: Path, relpaths: Iterable[str]) -> list[str]:
+    """Absolute path strings for POSIX relpaths under `root` (string joins: fast for 100k files)."""
+    prefix = str(root) + os.sep
+    return [prefix + r.replace("/", os.sep) for r in relpaths]
 
 
 def _digest(parts: Iterable[str]) -> str:
@@ -207,7 +215,7 @@ def _read_sizes(paths: list[str]) -> list[tuple[int, int]]:
 def _finish(frame: pd.DataFrame, root: Path) -> pd.DataFrame:
     """Add absolute paths, label names and sizes; order the columns; sort by relpath."""
     frame = frame.sort_values("relpath", kind="stable").reset_index(drop=True)
-    frame.insert(0, "path", [str(root / r) for r in frame["relpath"]])
+    frame.insert(0, "path", _absolute_paths(root, frame["relpath"]))
     frame["label"] = frame["label"].astype("int64")
     frame["label_name"] = [config.CLASS_NAMES[v] for v in frame["label"]]
     if "width" not in frame:
@@ -307,23 +315,28 @@ def index_dataset(root: str | os.PathLike, format: Layout = "auto", *, use_cache
     return _index_and_key(root, format, use_cache=use_cache)[0]
 
 
-def _index_and_key(root: str | os.PathLike, format: Layout, *, use_cache: bool) -> tuple[pd.DataFrame, str | None]:
-    """The index of `root` and its cache key (None when caching is off)."""
-    root = _existing_root(root)
+def _layout_and_key(root: Path, format: Layout) -> tuple[str, str]:
+    """The layout of `root` and the cache key of its current files."""
     layout = detect_layout(root) if format == "auto" else format
     if layout not in ("kaggle", "nih"):
         raise ValueError(f"Unknown dataset format {format!r}; use 'auto', 'kaggle' or 'nih'.")
+    return layout, f"{layout}-{_cache_key(_scan(root), layout)}"
+
+
+def _index_and_key(root: str | os.PathLike, format: Layout, *, use_cache: bool, key: str | None = None) -> tuple[pd.DataFrame, str | None]:
+    """The index of `root` and its cache key (None when caching is off)."""
+    root = _existing_root(root)
+    layout, computed = _layout_and_key(root, format) if key is None else (key.split("-", 1)[0], key)
     if not use_cache:
         return (index_kaggle(root) if layout == "kaggle" else index_nih(root)), None
-    key = f"{layout}-{_cache_key(_scan(root), layout)}"
-    cache_file = config.CACHE_DIR / "index" / f"{key}.csv"
+    cache_file = config.CACHE_DIR / "index" / f"{computed}.csv"
     cached = _read_cached_index(cache_file, root)
     if cached is not None:
-        return cached, key
+        return cached, computed
     index = index_kaggle(root) if layout == "kaggle" else index_nih(root)
     _write_cached_index(cache_file, index)
     logger.info("Indexed %d images in %s (%s layout)", len(index), root, layout)
-    return index, key
+    return index, computed
 
 
 def _read_cached_index(cache_file: Path, root: Path) -> pd.DataFrame | None:
@@ -340,8 +353,8 @@ def _read_cached_index(cache_file: Path, root: Path) -> pd.DataFrame | None:
     except (OSError, ValueError) as exc:
         logger.warning("Ignoring unreadable index cache %s (%s)", cache_file, exc)
         return None
-    frame.insert(0, "path", [str(root / r) for r in frame["relpath"]])
-    frame["label_name"] = [config.CLASS_NAMES[v] for v in frame["label"]]
+    frame.insert(0, "path", _absolute_paths(root, frame["relpath"]))
+    frame["label_name"] = np.asarray(config.CLASS_NAMES, dtype=object)[frame["label"].to_numpy()]
     return frame[INDEX_COLUMNS]
 
 
@@ -442,13 +455,14 @@ def load_index(
     The split index is cached too (keyed by the files, `fraction` and `seed`), so a warm call needs no scikit-learn.
     """
     root = _existing_root(root if root is not None else config.data_root())
-    index, key = _index_and_key(root, "auto", use_cache=use_cache)
-    if key is None:
-        return with_validation_split(index, fraction=fraction, seed=seed)
+    if not use_cache:
+        return with_validation_split(index_dataset(root, use_cache=False), fraction=fraction, seed=seed)
+    _, key = _layout_and_key(root, "auto")
     cache_file = config.CACHE_DIR / "index" / f"{key}-val{fraction:g}-seed{seed}.csv"
     cached = _read_cached_index(cache_file, root)
     if cached is not None:
         return cached
+    index, _ = _index_and_key(root, "auto", use_cache=True, key=key)
     result = with_validation_split(index, fraction=fraction, seed=seed)
     _write_cached_index(cache_file, result)
     return result
