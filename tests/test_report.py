@@ -223,3 +223,20 @@ def test_placeholder_model_falls_back_to_plain_images_with_a_reason(models_dir, 
     images = report.example_images(entry, examples, data_root, heatmaps=True)
     assert len(images) == 3 and not any(im.heatmap for im in images)
     assert all("no Grad-CAM" in im.note for im in images)
+
+
+def test_report_on_the_shipped_models_matches_their_predictions(tmp_path, data_root):
+    """The real models/ when it holds a usable model (fixture folders otherwise): sentences and AUCs vs scikit-learn."""
+    models_dir = SHIPPED_MODELS
+    if not any(entry.available for entry in registry.list_models(models_dir)):
+        models_dir = write_report_models(tmp_path / "models", data_root)
+    html_text = report.build_report(models_dir, data_root, heatmaps=False, n_resamples=100)
+    name = report.recommend_model(models_dir).name
+    predictions = pd.read_csv(models_dir / name / "predictions.csv")
+    val, test = predictions[predictions["split"] == "val"], predictions[predictions["split"] == "test"]
+    threshold = _threshold(models_dir, name)
+    called = (test["score"] >= threshold).astype(int)
+    assert f"ROC AUC on the VALIDATION split ({roc_auc_score(val['label'], val['score']):.3f})" in html_text
+    assert f"AUC {roc_auc_score(test['label'], test['score']):.3f}" in html_text
+    assert f"it flags {100 * recall_score(test['label'], called):.0f} " in html_text
+    assert f"it wrongly flags {100 * (1 - recall_score(test['label'], called, pos_label=0)):.0f} " in html_text
