@@ -89,12 +89,19 @@ def feature_layers(model: Any) -> list[LayerInfo]:
         if len(shape) != 4 or type(layer).__name__ == "InputLayer":
             continue
         h, w, c = (int(s) for s in shape[1:])
-        if (h, w) != last_size:
+        kind = type(layer).__name__
+        if (h, w) != last_size and "Pooling" not in kind:  # a pooling layer closes the stage it shrinks
             stage, last_size = stage + 1, (h, w)
         match = re.match(r"^(block\d+|conv\d+|stage\d+)_", layer.name)
-        block = match.group(1) if match else f"stage {stage} · {h}×{w}"
-        infos.append(LayerInfo(layer.name, type(layer).__name__, (h, w, c), block))
+        block = match.group(1) if match else f"stage {stage} · {last_size[0]}×{last_size[1]}"
+        infos.append(LayerInfo(layer.name, kind, (h, w, c), block))
     return infos
+
+
+def default_layer_index(layers: Sequence[LayerInfo]) -> int:
+    """Index of the layer to show first in a list: the last convolution/activation, else the last layer."""
+    picks = [i for i, info in enumerate(layers) if info.kind in _CONV_KINDS + _ACTIVATION_KINDS]
+    return picks[-1] if picks else len(layers) - 1
 
 
 def conv_layers(model: Any) -> list[LayerInfo]:

@@ -89,6 +89,7 @@ col_block, col_layer = st.columns(2)
 block = col_block.selectbox("Block", blocks, index=len(blocks) - 1, key="activation_block")
 in_block = [info for info in layers if info.block == block]
 layer = in_block[[i.label for i in in_block].index(col_layer.selectbox("Layer (type, output shape)", [i.label for i in in_block],
+                                                                       index=explain.default_layer_index(in_block),
                                                                        key=f"activation_layer_{block}"))]
 
 activations, pixels = feature_maps(model_dir, name, data, layer.name)

@@ -1,0 +1,105 @@
+"""Prediction page through AppTest, with the tiny real-data CNN as the only model in the models folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import predict
+from core.imaging import decode_xray
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PAGE = "pages/5_Prediction.py"
+NORMAL_FILE = "test/NORMAL/IM-0001-0001.jpeg"
+PNEUMONIA_FILE = "test/PNEUMONIA/person100_bacteria_475.jpeg"
+
+
+@pytest.fixture()
+def models_root(tiny_cnn_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("PNEUMONIA_MODELS", str(tiny_cnn_dir.parent))
+    return tiny_cnn_dir.parent
+
+
+def _open_page() -> AppTest:
+    at = AppTest.from_file(str(PROJECT_ROOT / "streamlit_app.py"), default_timeout=60)
+    at.switch_page(PAGE)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _metric(at: AppTest, label_start: str) -> str:
+    return next(m.value for m in at.metric if m.label.startswith(label_start))
+
+
+def _upload(at: AppTest, *files: tuple[str, bytes]) -> AppTest:
+    at.file_uploader(key="prediction_upload").set_value([(name, data, "application/octet-stream") for name, data in files])
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_shown_probability_is_the_models_own_for_each_class_and_the_dicom(models_root: Path, data_root: Path,
+                                                                          samples_dir: Path) -> None:
+    scorer = predict.load_scorer(models_root / "tiny_cnn")
+    at = _open_page()
+    for path in (data_root / NORMAL_FILE, data_root / PNEUMONIA_FILE, samples_dir / "RG1_UNCI.dcm"):
+        data = path.read_bytes()
+        _upload(at, (path.name, data))
+        expected = scorer.probability(decode_xray(data, name=path.name))
+        assert _metric(at, "Probability of pneumonia") == f"{expected:.3f}"
+        assert _metric(at, "Decision at threshold 0.500") == predict.decision_label(expected, 0.5)
+        assert not at.error
+        assert len(at.get("download_button")) == 2  # overlay PNG and result JSON
+        assert any("deletion" in m.value for m in at.markdown)
+        assert any(s.value.startswith(("Faithful", "Weakly", "Not faithful", "The model gives")) for s in [*at.success, *at.warning])
+
+
+def test_bad_uploads_show_the_decoders_message_and_the_next_good_upload_works(models_root: Path, data_root: Path) -> None:
+    good = (data_root / PNEUMONIA_FILE).read_bytes()
+    at = _open_page()
+    for name, data, words in (("empty.png", b"", "empty"), ("notes.png", b"patient notes\n" * 40, "text file"),
+                              ("cut.jpeg", good[: len(good) // 3], "truncated")):
+        _upload(at, (name, data))
+        assert len(at.error) == 1 and name in at.error[0].value and words in at.error[0].value
+        assert "Traceback" not in at.error[0].value and not at.metric
+    _upload(at, ("good.jpeg", good))
+    assert not at.error and _metric(at, "Probability of pneumonia")
+
+
+def test_several_files_give_a_table_with_per_file_errors(models_root: Path, data_root: Path) -> None:
+    scorer = predict.load_scorer(models_root / "tiny_cnn")
+    normal, pneumonia = (data_root / NORMAL_FILE).read_bytes(), (data_root / PNEUMONIA_FILE).read_bytes()
+    at = _upload(_open_page(), ("a.jpeg", normal), ("broken.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 50), ("b.jpeg", pneumonia))
+    table = at.dataframe[0].value
+    assert list(table["file"]) == ["a.jpeg", "broken.png", "b.jpeg"]
+    assert list(table["status"]) == ["ok", "error", "ok"]
+    assert table.loc[1, "error"] and table.loc[0, "error"] == ""
+    assert table.loc[2, "probability"] == pytest.approx(scorer.probability(decode_xray(pneumonia)), abs=1e-6)
+    assert len(at.error) == 1 and "broken.png" in at.error[0].value
+    labels = [b.label for b in at.get("download_button")]
+    assert "Download the results (CSV)" in labels
+
+
+def test_threshold_from_the_threshold_page_is_used_and_named(models_root: Path) -> None:
+    at = AppTest.from_file(str(PROJECT_ROOT / "streamlit_app.py"), default_timeout=60)
+    at.session_state["operating_point"] = {"model": "tiny_cnn", "threshold": 0.9, "source": "max F1 on val"}
+    at.switch_page(PAGE)
+    at.run()
+    at.radio(key="prediction_source").set_value("Real samples").run()
+    assert not at.exception, at.exception
+    assert any("Threshold explorer" in c.value and "0.900" in c.value for c in at.caption)
+    assert any(m.label == "Decision at threshold 0.900" for m in at.metric)
+
+
+@pytest.mark.parametrize("method", ["gradcam++", "scorecam", "smoothgrad"])
+def test_other_explanation_methods_render(models_root: Path, method: str) -> None:
+    at = _open_page()
+    at.radio(key="prediction_source").set_value("Real samples").run()
+    at.selectbox(key="prediction_method").set_value(method).run()
+    assert not at.exception, at.exception
+    assert len(at.image) >= 2
+    at.slider(key="prediction_opacity").set_value(0.8).run()
+    assert not at.exception, at.exception
