@@ -11,6 +11,7 @@ Decisions worth knowing:
 - Transparent pixels (RGBA, LA, palette with transparency) are composited onto black: black is "no signal"
   on a radiograph, the same as the background outside the body.
 - 16-bit greyscale (PNG, TIFF) keeps its full range: values are divided by 65535, never cut to 8 bits.
+- Only the Pillow plugins in `PILLOW_FORMATS` may open a file (never EPS, which would start Ghostscript).
 - Multi-frame files (animated GIF, multi-page TIFF, multi-frame DICOM): the first frame is used and
   `metadata["n_frames"]` says how many there were.
 - DICOM patient and institution tags are never read into the result: metadata is built from an allow-list
@@ -24,6 +25,7 @@ import logging
 import os
 import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Union
@@ -49,6 +51,9 @@ DICOM_METADATA_TAGS = {
     "BitsAllocated": "bits_allocated",
     "PixelRepresentation": "pixel_representation",
 }
+
+# Pillow plugins allowed to open uploads (JPEG covers multi-picture MPO; no EPS: it would run Ghostscript).
+PILLOW_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "GIF", "WEBP", "JPEG2000", "PPM")
 
 _FIX_FILE = "Export the X-ray again from the viewer or PACS as PNG, JPEG or DICOM and upload that file."
 _SUPPORTED = "PNG, JPEG, BMP, TIFF, GIF or DICOM"
@@ -251,7 +256,7 @@ def read_image_size(path: str | os.PathLike) -> tuple[int, int]:
         return int(ds.Columns), int(ds.Rows)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        with Image.open(path) as image:
+        with Image.open(path, formats=PILLOW_FORMATS) as image:
             width, height = image.size
     if _exif_orientation(image) in (5, 6, 7, 8):
         width, height = height, width
@@ -302,7 +307,7 @@ def _decode_raster(data: bytes, label: str) -> tuple[np.ndarray, dict[str, Any]]
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            image = Image.open(io.BytesIO(data))
+            image = Image.open(io.BytesIO(data), formats=PILLOW_FORMATS)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             found = re.search(r"\((\d+) pixels\)", str(exc))
             declared = f"{int(found.group(1)):,} pixels" if found else "an enormous size"
@@ -355,7 +360,7 @@ def _decode_raster(data: bytes, label: str) -> tuple[np.ndarray, dict[str, Any]]
 
 def _verify_png(data: bytes) -> None:
     """Check every PNG chunk checksum (Pillow skips IDAT CRCs while decoding)."""
-    with Image.open(io.BytesIO(data)) as check:
+    with Image.open(io.BytesIO(data), formats=["PNG"]) as check:
         check.verify()
 
 
@@ -520,7 +525,9 @@ def _first_window(ds: Any) -> tuple[float | None, float | None]:
     def first(value: Any) -> float | None:
         if value is None:
             return None
-        if isinstance(value, (list, tuple)) or getattr(value, "VM", 1) > 1:
+        if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+            if not len(value):
+                return None
             value = value[0]
         try:
             return float(value)

@@ -233,6 +233,13 @@ def test_dicom_rescale_and_window_follow_the_standard():
     assert 0.0 < decoded.pixels.mean() < 1.0
 
 
+def test_dicom_with_several_windows_uses_the_first():
+    raw = np.tile(np.arange(0, 4096, 64, dtype=np.uint16), (64, 1))
+    decoded = decode_xray(make_dicom(raw, WindowCenter=[1000, 3000], WindowWidth=[500, 100]))
+    expected = np.clip((raw - (1000 - 0.5)) / (500 - 1) + 0.5, 0.0, 1.0)
+    np.testing.assert_allclose(decoded.pixels, expected, atol=1e-6)
+
+
 def test_dicom_without_pixel_data_is_refused_without_patient_tags():
     with pytest.raises(InvalidImageError, match="without an image") as error:
         decode_xray(make_dicom(None, patient_tags=True), name="report.dcm")
@@ -344,6 +351,12 @@ def test_too_small_dicom():
 def test_unknown_binary():
     with pytest.raises(InvalidImageError, match="not an image format"):
         decode_xray(bytes(range(256)) * 8, name="mystery.bin")
+
+
+def test_formats_outside_the_allow_list_are_refused():
+    eps = b"\xc5\xd0\xd3\xc6" + bytes(range(256)) * 4  # binary (DOS) EPS header: Pillow could hand it to Ghostscript
+    with pytest.raises(InvalidImageError, match="not an image format"):
+        decode_xray(eps, name="scan.eps")
 
 
 def test_missing_path(tmp_path):
