@@ -177,8 +177,14 @@ def example_images(entry, examples: pd.DataFrame, data_root: str | Path, *, heat
     from core.imaging import InvalidImageError, decode_xray, resize_for_display, to_uint8
 
     root = Path(data_root)
+    decoded_rows = []
+    for row in examples.itertuples(index=False):
+        try:
+            decoded_rows.append((row, decode_xray(root / row.path)))
+        except (InvalidImageError, OSError) as exc:
+            logger.warning("Example %s cannot be shown: %s", row.path, exc)
     gradcam, scorer, why_not = None, None, "" if heatmaps else "heatmaps switched off"
-    if heatmaps and len(examples):
+    if heatmaps and decoded_rows:  # load the model (TensorFlow) only when there is something to explain
         try:
             from core import explain, predict
 
@@ -188,12 +194,7 @@ def example_images(entry, examples: pd.DataFrame, data_root: str | Path, *, heat
             why_not = f"no Grad-CAM for this model: {exc}"
             logger.warning("Example heatmaps unavailable: %s", exc)
     images = []
-    for row in examples.itertuples(index=False):
-        try:
-            decoded = decode_xray(root / row.path)
-        except (InvalidImageError, OSError) as exc:
-            logger.warning("Example %s cannot be shown: %s", row.path, exc)
-            continue
+    for row, decoded in decoded_rows:
         pixels = resize_for_display(decoded.pixels, EXAMPLE_IMAGE_SIDE)
         if gradcam is not None:
             from core import explain

@@ -92,8 +92,10 @@ with st.container(key="overview_section_data"):
     try:
         images, patients, n_patients = dataset_counts(data_root)
     except (OSError, ValueError) as exc:
+        dataset_ok = False
         st.warning(f"The dataset folder `{data_root}` cannot be read ({exc}). Choose another folder in the sidebar.")
     else:
+        dataset_ok = True
         st.markdown(
             f"**{int(images['total'].sum()):,} X-rays** of **{n_patients:,} children** (distinct patient ids). "
             "The models learned from the training images, were tuned on the validation images (a separate set of "
@@ -181,6 +183,7 @@ with st.container(key="overview_section_provenance"):
         on_click="ignore",
         icon="📄",
         key="overview_download_report",
+        disabled=not dataset_ok,
         help="Dataset summary, all models with 95% CIs, ROC/PR/calibration curves, the operating point, example heatmaps "
         "and limitations; built on click (about half a minute with heatmaps).",
     )

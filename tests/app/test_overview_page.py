@@ -105,3 +105,16 @@ def test_overview_without_models_says_how_to_get_them(tmp_path, monkeypatch):
     assert not at.exception, at.exception
     assert any("make models" in info.value for info in at.info)
     assert not at.metric
+
+
+def test_overview_with_an_unreadable_dataset_folder_explains_and_keeps_the_model_numbers(models_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("PNEUMONIA_MODELS", str(models_root))
+    at = AppTest.from_file(str(PROJECT_ROOT / PAGE), default_timeout=180)
+    at.session_state["data_root"] = str(tmp_path / "no-such-folder")
+    at.run()
+    assert not at.exception, at.exception
+    assert any("cannot be read" in w.value for w in at.warning)
+    expected = _expected(models_root)
+    assert {m.label: m.value for m in at.metric}["Of 100 children WITH pneumonia, it flags"] == expected["caught"]
+    assert not at.get("image")
+    assert [b for b in at.get("download_button") if b.proto.disabled]
