@@ -35,15 +35,23 @@ def score_files(model_dir: str, files: tuple[tuple[str, bytes], ...], threshold:
 
 @st.cache_data(show_spinner="Computing the heatmap…", max_entries=64)
 def explain_image(model_dir: str, name: str, data: bytes, method: str, target: str):
-    """(heatmap at the model input resolution, deletion curve) for one file."""
+    """Heatmap (H, W) in [0, 1] at the model input resolution for one file."""
     from core import explain
     from core.imaging import decode_xray
 
     scorer = load_scorer(model_dir)
-    model_input = scorer.prepare(decode_xray(data, name=name))
-    heatmap = explain.explain(scorer.model, model_input, method=method, target=target)
-    curve = explain.deletion_curve(scorer.predict_batch, model_input, heatmap, target=target)
-    return heatmap, curve
+    return explain.explain(scorer.model, scorer.prepare(decode_xray(data, name=name)), method=method, target=target)
+
+
+@st.cache_data(show_spinner="Testing the heatmap's faithfulness (one model pass per deletion step)…", max_entries=64)
+def deletion_test(model_dir: str, name: str, data: bytes, method: str, target: str):
+    """The deletion curve of the heatmap of one file."""
+    from core import explain
+    from core.imaging import decode_xray
+
+    scorer = load_scorer(model_dir)
+    heatmap = explain_image(model_dir, name, data, method, target)
+    return explain.deletion_curve(scorer.predict_batch, scorer.prepare(decode_xray(data, name=name)), heatmap, target=target)
 
 
 @st.cache_data(show_spinner="Checking whether the image looks like the training X-rays…", max_entries=64)
@@ -162,7 +170,7 @@ target_label = col_target.radio("Explain the evidence for", list(config.CLASS_NA
                                 index=config.CLASS_NAMES.index(result.decision))
 if not has_conv:
     st.caption("This model has no convolutional layer, so only the pixel saliency (SmoothGrad) is available.")
-heatmap, curve = explain_image(model_dir, result.name, data, method, target_label.lower())
+heatmap = explain_image(model_dir, result.name, data, method, target_label.lower())
 
 
 @st.fragment
@@ -179,6 +187,7 @@ def overlay_view() -> None:
 overlay_view()
 
 st.markdown("**Can this heatmap be trusted?** (deletion test)")
+curve = deletion_test(model_dir, result.name, data, method, target_label.lower())
 st.plotly_chart(deletion_figure(curve), width="stretch")
 (st.success if curve.faithful else st.warning)(curve.verdict())
 st.caption(f"The most highlighted pixels are replaced step by step by a {curve.baseline}; a faithful heatmap makes the "
