@@ -48,6 +48,7 @@ test: $(VENV)/.dev browser
 # Trains the models the dashboard ships with (committed under models/).
 models: $(VENV)/.runtime
 	$(PY) train.py --preset shipped
+	$(PY) -m core.ood models/*/
 
 bench: $(VENV)/.dev
 	$(PY) -m bench

@@ -304,13 +304,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     config.quiet_tensorflow()
+    failed = 0
     for model_dir in args.models:
         try:
             calibrate_model(model_dir, args.data_root, quantile=args.quantile)
-        except ValueError as error:
+        except ValueError as error:  # one bad folder does not stop the others
             logger.error("%s: %s", model_dir, error)
-            return 1
-    return 0
+            failed += 1
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
