@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core import config
+from core import config, metrics, registry
 
 logger = logging.getLogger(__name__)
 
@@ -91,8 +91,6 @@ def rank_models(models_dir: str | Path) -> pd.DataFrame:
 
     Best first (ties: fewer parameters, then name). Unavailable models are left out (the registry logs why).
     """
-    from core import metrics, registry
-
     rows = []
     for entry in registry.list_models(models_dir):
         if not entry.available:
@@ -112,10 +110,8 @@ def rank_models(models_dir: str | Path) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-def recommend_model(models_dir: str | Path):  # -> core.registry.ModelEntry
+def recommend_model(models_dir: str | Path) -> registry.ModelEntry:
     """The available model with the best VALIDATION ROC AUC; raise ValueError when there is none."""
-    from core import registry
-
     ranking = rank_models(models_dir)
     if ranking.empty:
         raise ValueError(
@@ -168,7 +164,7 @@ class ExampleImage:
         return to_png(self.image)
 
 
-def example_images(entry, examples: pd.DataFrame, data_root: str | Path, *, heatmaps: bool = True) -> list[ExampleImage]:
+def example_images(entry: registry.ModelEntry | Path, examples: pd.DataFrame, data_root: str | Path, *, heatmaps: bool = True) -> list[ExampleImage]:
     """Decode the `examples` (pick_examples) from `data_root` and, if `heatmaps`, overlay the model's Grad-CAM.
 
     `entry` is a registry.ModelEntry (or its folder). Loading the model needs TensorFlow; when the model has no
@@ -241,8 +237,6 @@ def natural_frequencies(summary: dict, *, split: str, n_pneumonia: int, n_normal
     `summary` is a registry.model_summary row (keys recall, recall_ci_low, ...) or a metrics.summarize_with_ci
     dict ({"recall": {"value", "ci_low", "ci_high"}, ...}). Uses metrics.per_population with 100 + 100 children.
     """
-    from core import metrics
-
     def triple(key: str) -> tuple[float, float, float]:
         if isinstance(summary.get(key), dict):
             item = summary[key]
@@ -289,16 +283,12 @@ def dataset_counts(data_root: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, i
 
 def comparison_rows(models_dir: str | Path, *, split: str = "test", n_resamples: int = config.BOOTSTRAP_RESAMPLES) -> pd.DataFrame:
     """registry.model_summary of every available model on `split` (the Model comparison page's table), one row each."""
-    from core import registry
-
     rows = [registry.model_summary(e, split, n_resamples=n_resamples) for e in registry.list_models(models_dir) if e.available]
     return pd.DataFrame(rows)
 
 
 def curve_frames(models_dir: str | Path, *, split: str = "test") -> dict[str, dict[str, pd.DataFrame | dict]]:
     """{model: {"roc", "pr", "calibration" frames, "point" (metrics at the card threshold)}} on `split`."""
-    from core import metrics, registry
-
     frames = {}
     for entry in registry.list_models(models_dir):
         if not entry.available:
@@ -421,8 +411,6 @@ def _table_html(frame: pd.DataFrame, *, highlight_row: int | None = None) -> str
 
 def comparison_table(rows: pd.DataFrame) -> pd.DataFrame:
     """Display frame of comparison rows (comparison_rows): one line per model, metrics as 'value (low–high)'."""
-    from core import metrics
-
     shown = pd.DataFrame({"Model": rows["display_name"], "Threshold (chosen on validation)": rows["threshold"].map("{:.3f}".format)})
     for key, label in (("roc_auc", "ROC AUC"), ("recall", "Sensitivity"), ("specificity", "Specificity"),
                        ("precision", "PPV"), ("npv", "NPV"), ("accuracy", "Accuracy"), ("f1", "F1"), ("brier", "Brier")):
@@ -445,8 +433,6 @@ def build_report(
     `model` overrides the recommended model (default: best validation ROC AUC); `split` is the split reported
     (thresholds and the model choice always come from validation); `heatmaps=False` skips TensorFlow.
     """
-    from core import registry
-
     started = time.perf_counter()
     ranking = rank_models(models_dir)
     if ranking.empty:
