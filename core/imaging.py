@@ -279,14 +279,15 @@ def _check_min_size(width: int, height: int, label: str) -> None:
 def _check_max_size(width: int, height: int, label: str) -> None:
     """Refuse declared sizes above config limits before any pixel is decoded (decompression bombs)."""
     if max(width, height) > config.MAX_IMAGE_SIDE or width * height > config.MAX_IMAGE_PIXELS:
-        raise InvalidImageError(_too_large_message(label, f"{width}x{height} pixels"))
+        raise InvalidImageError(_too_large_message(label, f"{width}x{height} pixels ({width * height:,} in total)"))
 
 
 def _too_large_message(label: str, declared: str) -> str:
     """Message for an image too large to decode safely."""
     return (
-        f"{label} declares {declared}, far larger than any chest X-ray (limit {config.MAX_IMAGE_SIDE} pixels per side). "
-        "It may be corrupt or a decompression bomb and was not decoded. Export the X-ray again at its normal size."
+        f"{label} declares {declared}, more than this tool accepts ({config.MAX_IMAGE_SIDE:,} pixels per side, "
+        f"{config.MAX_IMAGE_PIXELS:,} in total) and far more than any chest X-ray. It may be corrupt or a "
+        "decompression bomb and was not decoded. Export the X-ray again at its normal size."
     )
 
 
@@ -305,12 +306,14 @@ def _exif_orientation(image: Image.Image) -> int:
 def _decode_raster(data: bytes, label: str) -> tuple[np.ndarray, dict[str, Any]]:
     """Decode a Pillow-readable image into float32 grey and its metadata."""
     with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        # config.MAX_IMAGE_SIDE / MAX_IMAGE_PIXELS are the limits, checked below before any pixel is decoded;
+        # Pillow's warning (above 89 Mpx) is superseded by them, and its error (above 179 Mpx) is reported as ours.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
             image = Image.open(io.BytesIO(data), formats=PILLOW_FORMATS)
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        except Image.DecompressionBombError as exc:
             found = re.search(r"\((\d+) pixels\)", str(exc))
-            declared = f"{int(found.group(1)):,} pixels" if found else "an enormous size"
+            declared = f"{int(found.group(1)):,} pixels in total" if found else "an enormous size"
             raise InvalidImageError(_too_large_message(label, declared)) from None
         except UnidentifiedImageError:
             raise InvalidImageError(
@@ -335,8 +338,8 @@ def _decode_raster(data: bytes, label: str) -> tuple[np.ndarray, dict[str, Any]]
             orientation = _exif_orientation(image)
             if orientation != 1:
                 image = ImageOps.exif_transpose(image)
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise InvalidImageError(_too_large_message(label, f"{width}x{height} pixels")) from None
+        except Image.DecompressionBombError:
+            raise InvalidImageError(_too_large_message(label, f"{width}x{height} pixels ({width * height:,} in total)")) from None
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
             raise InvalidImageError(
                 f"{label} is truncated or corrupt: the pixel data cannot be decoded ({exc}). {_FIX_FILE}"
