@@ -1,0 +1,216 @@
+"""tf.data input pipeline from the dataset index: decode, grey/RGB, resize, cache, balance, augment, prefetch.
+
+Images come out as float32 ``(batch, S, S, C)`` raw pixel values in [0, 255] (the models carry their own
+preprocessing), labels as float32 ``(batch,)`` with 1 = PNEUMONIA.
+
+Augmentation (``augment=True``) follows the reference projects: small rotations, zoom, shifts, and
+brightness/contrast jitter. There is **no horizontal flip by default**: a chest film is not left-right
+symmetric. The heart sits on the patient's left (cardiac situs), the aortic knob and the stomach bubble
+too, and the right hemidiaphragm is higher; a mirrored film is a different anatomy (situs inversus /
+dextrocardia) and the model should not learn that mirrored anatomy is normal. Pneumonia can be in either
+lung, so the flip would add little, and it would teach the model to ignore the side of the heart, which is
+real signal (and a check a radiologist makes). Pass ``horizontal_flip=True`` only if you know why.
+
+Class balancing (``balance=``):
+- ``"none"``: the data as it is (about 3 pneumonia : 1 normal in train).
+- ``"class-weight"``: the data as it is; the loss weights each class by n / (2 * n_class)
+  (see :func:`class_weights`; the training loop passes them to ``fit``).
+- ``"oversample"``: the minority class is repeated (sampled with replacement) up to the majority count.
+- ``"undersample"``: the majority class is cut (without replacement) down to the minority count.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+BALANCE_CHOICES = ("none", "class-weight", "oversample", "undersample")
+AUTOTUNE = -1  # tf.data.AUTOTUNE, without importing TensorFlow at module import
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Augmentation strengths: rotation as a fraction of a full turn, zoom/shift as fractions of the side."""
+
+    rotation: float = 10.0 / 360.0
+    zoom: float = 0.1
+    shift: float = 0.1
+    brightness: float = 0.1
+    contrast: float = 0.1
+    horizontal_flip: bool = False
+
+
+def check_balance(balance: str) -> str:
+    """Return ``balance`` if it is one of :data:`BALANCE_CHOICES`, else raise a ValueError naming them."""
+    if balance not in BALANCE_CHOICES:
+        raise ValueError(f"Unknown class balancing '{balance}'. Choose one of: {', '.join(BALANCE_CHOICES)}.")
+    return balance
+
+
+def select_split(index: pd.DataFrame, splits: str | Sequence[str]) -> pd.DataFrame:
+    """Rows of the dataset index in the given split(s), in index order; raises if there are none."""
+    wanted = [splits] if isinstance(splits, str) else list(splits)
+    frame = index[index["split"].isin(wanted)]
+    if frame.empty:
+        raise ValueError(
+            f"The dataset index has no images in split {wanted}; "
+            f"it has {sorted(index['split'].unique())}. Check the dataset folder."
+        )
+    return frame
+
+
+def class_weights(labels: Sequence[int] | np.ndarray) -> dict[int, float]:
+    """Balanced class weights {0: w0, 1: w1} = n / (2 * n_class), as sklearn's compute_class_weight('balanced')."""
+    from sklearn.utils.class_weight import compute_class_weight
+
+    labels = np.asarray(labels, dtype=int)
+    present = np.unique(labels)
+    if len(present) < 2:
+        raise ValueError("Class weights need both classes (NORMAL and PNEUMONIA) in the training split.")
+    values = compute_class_weight("balanced", classes=present, y=labels)
+    return {int(c): float(w) for c, w in zip(present, values)}
+
+
+def balance_frame(frame: pd.DataFrame, balance: str, *, seed: int = 0) -> pd.DataFrame:
+    """Rows after over- or under-sampling (``oversample``/``undersample``); other modes return ``frame`` unchanged.
+
+    The result is shuffled with ``seed``; its class counts are equal for over/undersampling.
+    """
+    check_balance(balance)
+    if balance not in {"oversample", "undersample"}:
+        return frame
+    rng = np.random.default_rng(seed)
+    groups = {label: frame[frame["label"] == label] for label in (0, 1)}
+    if any(g.empty for g in groups.values()):
+        raise ValueError(f"Cannot {balance}: the training split lacks one of the classes.")
+    counts = {label: len(g) for label, g in groups.items()}
+    target = max(counts.values()) if balance == "oversample" else min(counts.values())
+    parts = []
+    for label, group in groups.items():
+        if len(group) == target:
+            parts.append(group)
+        elif len(group) < target:  # oversample: keep every row once, draw the rest with replacement
+            extra = rng.choice(len(group), size=target - len(group), replace=True)
+            parts.append(pd.concat([group, group.iloc[extra]]))
+        else:  # undersample
+            parts.append(group.iloc[np.sort(rng.choice(len(group), size=target, replace=False))])
+    combined = pd.concat(parts)
+    return combined.iloc[rng.permutation(len(combined))]
+
+
+def decode_and_resize(path: Any, *, img_size: int, channels: int) -> Any:
+    """Read one image file (tf string tensor) -> uint8 tensor ``(S, S, C)``; grey or RGB as asked, area resize."""
+    import tensorflow as tf
+
+    raw = tf.io.read_file(path)
+    image = tf.io.decode_image(raw, channels=channels, expand_animations=False)
+    image.set_shape([None, None, channels])
+    image = tf.image.resize(image, (img_size, img_size), method="area")
+    return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
+
+
+def augmentation_model(config: AugmentConfig | None = None, *, seed: int = 0) -> Any:
+    """A keras.Sequential of random rotation, zoom, shift, brightness, contrast (value range [0, 255])."""
+    import keras
+    from keras import layers
+
+    config = config or AugmentConfig()
+    steps: list[Any] = [
+        layers.RandomRotation(config.rotation, fill_mode="constant", seed=seed),
+        layers.RandomZoom(config.zoom, fill_mode="constant", seed=seed + 1),
+        layers.RandomTranslation(config.shift, config.shift, fill_mode="constant", seed=seed + 2),
+        layers.RandomBrightness(config.brightness, value_range=(0, 255), seed=seed + 3),
+        layers.RandomContrast(config.contrast, seed=seed + 4),
+    ]
+    if config.horizontal_flip:
+        steps.append(layers.RandomFlip("horizontal", seed=seed + 5))
+    return keras.Sequential(steps, name="augmentation")
+
+
+def make_dataset(
+    frame: pd.DataFrame,
+    *,
+    img_size: int,
+    channels: int,
+    batch_size: int = 32,
+    shuffle: bool = False,
+    augment: bool | AugmentConfig = False,
+    balance: str = "none",
+    seed: int = 0,
+    cache: bool | str = True,
+    repeat: bool = False,
+    with_labels: bool = True,
+) -> Any:
+    """tf.data.Dataset of (images float32 ``(B, S, S, C)`` in [0, 255], labels float32 ``(B,)``) from index rows.
+
+    ``cache=True`` keeps decoded uint8 images in memory (``str`` = a cache file). Over/undersampling is applied
+    to the rows before caching (each distinct image is decoded once); class-weight is left to ``fit``.
+    """
+    import tensorflow as tf
+
+    check_balance(balance)
+    if frame.empty:
+        raise ValueError("No images to load: the selected rows of the dataset index are empty.")
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 (grey) or 3 (RGB); got {channels}.")
+    rows = balance_frame(frame, balance, seed=seed) if shuffle or balance in {"oversample", "undersample"} else frame
+    paths = rows["path"].astype(str).to_numpy()
+    if "label" in rows:
+        labels = rows["label"].to_numpy(dtype="float32")
+    elif with_labels:
+        raise ValueError("The rows have no 'label' column; pass with_labels=False to load images only.")
+    else:
+        labels = np.zeros(len(rows), dtype="float32")
+
+    # Decode each distinct file once, cache it, then expand to the (possibly resampled) rows.
+    inverse, unique_paths = pd.factorize(pd.Series(paths))
+    unique_paths = np.asarray(unique_paths, dtype=str)
+    images = tf.data.Dataset.from_tensor_slices(unique_paths).map(
+        lambda p: decode_and_resize(p, img_size=img_size, channels=channels), num_parallel_calls=AUTOTUNE,
+        deterministic=True,
+    )
+    if cache:
+        images = images.cache(cache if isinstance(cache, str) else "")
+    if len(unique_paths) == len(paths) and np.array_equal(inverse, np.arange(len(paths))):
+        dataset = tf.data.Dataset.zip(images, tf.data.Dataset.from_tensor_slices(labels))
+        dataset_rows = None
+    else:
+        # Materialise the decoded images once, then gather rows (oversampling repeats some).
+        dataset_rows = inverse
+        dataset = None
+
+    if dataset_rows is not None:
+        stacked = np.stack(list(images.as_numpy_iterator()))
+        table = tf.constant(stacked)
+        dataset = tf.data.Dataset.from_tensor_slices((dataset_rows.astype("int64"), labels)).map(
+            lambda i, y: (tf.gather(table, i), y), num_parallel_calls=AUTOTUNE
+        )
+    if shuffle:
+        dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        dataset = dataset.repeat()
+    dataset = dataset.batch(batch_size)
+    dataset = dataset.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=AUTOTUNE)
+    if augment:
+        augmenter = augmentation_model(augment if isinstance(augment, AugmentConfig) else None, seed=seed)
+        dataset = dataset.map(
+            lambda x, y: (tf.clip_by_value(augmenter(x, training=True), 0.0, 255.0), y),
+            num_parallel_calls=AUTOTUNE,
+        )
+    if not with_labels:
+        dataset = dataset.map(lambda x, y: x)
+    return dataset.prefetch(AUTOTUNE)
+
+
+def load_arrays(frame: pd.DataFrame, *, img_size: int, channels: int, batch_size: int = 64) -> np.ndarray:
+    """All images of the rows as one float32 array ``(N, S, S, C)`` in [0, 255], in row order (no labels)."""
+    dataset = make_dataset(
+        frame, img_size=img_size, channels=channels, batch_size=batch_size, cache=False, with_labels=False
+    )
+    return np.concatenate(list(dataset.as_numpy_iterator()), axis=0)

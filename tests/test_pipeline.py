@@ -1,0 +1,117 @@
+"""core.pipeline on a small real subset: shapes, dtypes, pixels, balancing counts, augmentation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from core import pipeline
+
+
+@pytest.fixture(scope="module")
+def small_frame(data_root: Path) -> pd.DataFrame:
+    """12 NORMAL + 30 PNEUMONIA real training images (an imbalanced frame like the real one)."""
+    rows = []
+    for label, folder, count in ((0, "NORMAL", 12), (1, "PNEUMONIA", 30)):
+        for path in sorted((data_root / "train" / folder).glob("*.jpeg"))[:count]:
+            rows.append({"path": str(path), "relpath": path.relative_to(data_root).as_posix(), "label": label, "split": "train"})
+    return pd.DataFrame(rows)
+
+
+def test_grey_batches_have_shape_dtype_and_range(small_frame: pd.DataFrame) -> None:
+    dataset = pipeline.make_dataset(small_frame, img_size=64, channels=1, batch_size=16)
+    batches = list(dataset.as_numpy_iterator())
+    images = np.concatenate([b[0] for b in batches])
+    labels = np.concatenate([b[1] for b in batches])
+    assert images.shape == (42, 64, 64, 1) and images.dtype == np.float32
+    assert labels.dtype == np.float32 and labels.tolist() == small_frame["label"].astype(float).tolist()
+    assert 0.0 <= images.min() and images.max() <= 255.0 and images.max() > 100.0
+
+
+def test_native_size_rgb_equals_the_decoded_file(small_frame: pd.DataFrame) -> None:
+    """At 224 px (the files' own size) the pipeline returns the JPEG's pixels, as PIL decodes them."""
+    frame = small_frame.head(3)
+    images = pipeline.load_arrays(frame, img_size=224, channels=3)
+    assert images.shape == (3, 224, 224, 3)
+    for image, path in zip(images, frame["path"]):
+        expected = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32)
+        assert expected.shape == (224, 224, 3)
+        assert np.abs(image - expected).mean() < 1.0
+        assert np.abs(image - expected).max() <= 16.0  # two JPEG decoders may differ by a few levels
+
+
+def test_grey_resize_is_the_area_mean(small_frame: pd.DataFrame) -> None:
+    """224 -> 112 with area resampling averages 2x2 blocks of the grey image."""
+    path = small_frame["path"].iloc[0]
+    grey = np.asarray(Image.open(path).convert("L"), dtype=np.float32)
+    expected = grey.reshape(112, 2, 112, 2).mean(axis=(1, 3))
+    image = pipeline.load_arrays(small_frame.head(1), img_size=112, channels=1)[0, :, :, 0]
+    assert np.abs(image - expected).mean() < 1.5
+
+
+def test_oversample_balances_by_repeating_the_minority(small_frame: pd.DataFrame) -> None:
+    balanced = pipeline.balance_frame(small_frame, "oversample", seed=1)
+    counts = balanced["label"].value_counts().to_dict()
+    assert counts == {0: 30, 1: 30}
+    assert set(balanced["path"]) == set(small_frame["path"])  # every original image is kept
+
+
+def test_undersample_balances_by_dropping_the_majority(small_frame: pd.DataFrame) -> None:
+    balanced = pipeline.balance_frame(small_frame, "undersample", seed=1)
+    assert balanced["label"].value_counts().to_dict() == {0: 12, 1: 12}
+    assert not balanced["path"].duplicated().any()
+    assert set(balanced.loc[balanced["label"] == 0, "path"]) == set(small_frame.loc[small_frame["label"] == 0, "path"])
+
+
+def test_oversampled_dataset_yields_balanced_labels(small_frame: pd.DataFrame) -> None:
+    dataset = pipeline.make_dataset(small_frame, img_size=32, channels=1, batch_size=64, shuffle=True, balance="oversample")
+    labels = np.concatenate([y for _, y in dataset.as_numpy_iterator()])
+    assert len(labels) == 60 and labels.sum() == 30
+
+
+def test_none_and_class_weight_keep_the_rows(small_frame: pd.DataFrame) -> None:
+    for mode in ("none", "class-weight"):
+        assert pipeline.balance_frame(small_frame, mode).equals(small_frame)
+
+
+def test_class_weights_match_scikit_learn(small_frame: pd.DataFrame) -> None:
+    from sklearn.utils.class_weight import compute_class_weight
+
+    labels = small_frame["label"].to_numpy()
+    expected = compute_class_weight("balanced", classes=np.array([0, 1]), y=labels)
+    weights = pipeline.class_weights(labels)
+    assert weights == pytest.approx({0: expected[0], 1: expected[1]})
+    assert weights[0] == pytest.approx(42 / (2 * 12))
+
+
+def test_unknown_balance_is_refused(small_frame: pd.DataFrame) -> None:
+    with pytest.raises(ValueError, match="oversample"):
+        pipeline.make_dataset(small_frame, img_size=32, channels=1, balance="smote")
+
+
+def test_augmentation_changes_pixels_keeps_shape_and_never_flips(small_frame: pd.DataFrame) -> None:
+    plain = pipeline.make_dataset(small_frame.head(8), img_size=64, channels=1, batch_size=8)
+    augmented = pipeline.make_dataset(small_frame.head(8), img_size=64, channels=1, batch_size=8, augment=True, seed=3)
+    x0 = next(iter(plain.as_numpy_iterator()))[0]
+    x1 = next(iter(augmented.as_numpy_iterator()))[0]
+    assert x1.shape == x0.shape and x1.dtype == np.float32
+    assert 0.0 <= x1.min() and x1.max() <= 255.0
+    assert np.abs(x1 - x0).mean() > 1.0
+    layer_types = [type(layer).__name__ for layer in pipeline.augmentation_model().layers]
+    assert "RandomFlip" not in layer_types and "RandomRotation" in layer_types
+    flip = pipeline.augmentation_model(pipeline.AugmentConfig(horizontal_flip=True))
+    assert "RandomFlip" in [type(layer).__name__ for layer in flip.layers]
+
+
+def test_missing_labels_column_is_explained(small_frame: pd.DataFrame) -> None:
+    with pytest.raises(ValueError, match="with_labels=False"):
+        pipeline.make_dataset(small_frame.drop(columns="label"), img_size=32, channels=1)
+
+
+def test_empty_split_selection_is_explained(small_frame: pd.DataFrame) -> None:
+    with pytest.raises(ValueError, match="no images in split"):
+        pipeline.select_split(small_frame, "test")

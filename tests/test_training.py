@@ -1,0 +1,176 @@
+"""core.training and train.py: tiny real trainings -> artifacts and card, resume after SIGKILL, atomic write."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import accuracy_score, recall_score, roc_auc_score
+
+from core import metrics, registry, training
+
+pytest.importorskip("keras")
+
+LIMIT = 16  # images per split and class: 32 train, 32 val, 32 test
+
+
+def _tiny_config(tmp_path: Path, data_root: Path, **overrides) -> training.TrainConfig:
+    options = dict(
+        model="cnn_reference", img_size=32, epochs=2, batch_size=16, limit=LIMIT, data=str(data_root),
+        models_dir=str(tmp_path / "models"), cache_dir=str(tmp_path / "cache"), bootstrap=100, progress=False,
+    )
+    options.update(overrides)
+    return training.TrainConfig(**options)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> training.RunResult:
+    tmp_path = tmp_path_factory.mktemp("tiny")
+    return training.train(_tiny_config(tmp_path, data_root, name="tiny-cnn", augment=True, balance="oversample"))
+
+
+def test_artifacts_are_complete_and_listed(tiny_run: training.RunResult) -> None:
+    folder = tiny_run.folder
+    assert folder.name == "tiny-cnn"
+    assert sorted(p.name for p in folder.iterdir()) == ["card.json", "card.md", "history.csv", "model.keras", "predictions.csv"]
+    entries = registry.list_models(folder.parent)
+    assert [(e.name, e.available) for e in entries] == [("tiny-cnn", True)]
+    assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]  # no tmp or backup left
+    history = pd.read_csv(folder / "history.csv")
+    assert {"epoch", "loss", "val_loss", "auc", "val_auc", "accuracy", "val_accuracy", "learning_rate", "stage"} <= set(history)
+    assert len(history) == tiny_run.card["training"]["epochs_run"] == 2
+
+
+def test_predictions_cover_every_val_and_test_image(tiny_run: training.RunResult, data_root: Path) -> None:
+    index = training.load_training_index(data_root, limit=LIMIT, seed=tiny_run.card["training"]["config"]["seed"])
+    predictions = pd.read_csv(tiny_run.folder / "predictions.csv")
+    assert list(predictions.columns) == ["path", "split", "label", "score"]
+    expected = index[index["split"].isin(["val", "test"])]
+    assert sorted(predictions["path"]) == sorted(expected["relpath"])
+    merged = predictions.merge(expected, left_on="path", right_on="relpath", suffixes=("", "_index"))
+    assert (merged["split"] == merged["split_index"]).all() and (merged["label"] == merged["label_index"]).all()
+    assert predictions["score"].between(0, 1).all()
+
+
+def test_stored_scores_are_what_the_saved_model_says(tiny_run: training.RunResult, data_root: Path) -> None:
+    import keras
+
+    from core import pipeline
+
+    model = keras.saving.load_model(tiny_run.folder / "model.keras", safe_mode=True, compile=False)
+    predictions = pd.read_csv(tiny_run.folder / "predictions.csv").head(8)
+    frame = predictions.assign(path=[str(data_root / p) for p in predictions["path"]], relpath=predictions["path"])
+    images = pipeline.load_arrays(frame, img_size=32, channels=1)
+    np.testing.assert_allclose(model.predict(images, verbose=0).ravel(), predictions["score"], atol=1e-5)
+
+
+def test_card_threshold_is_chosen_on_val_and_test_metrics_match_sklearn(tiny_run: training.RunResult) -> None:
+    card = json.loads((tiny_run.folder / "card.json").read_text())
+    for key in ("name", "display_name", "architecture", "input", "weights_source", "parameters", "dataset",
+                "training", "threshold", "metrics", "intended_use", "limitations", "versions"):
+        assert key in card
+    assert card["input"] == {"height": 32, "width": 32, "channels": 1, "preprocessing": "grey, x/255"}
+    assert card["threshold"]["chosen_on"] == "val" and "specificity >= 0.95" in card["threshold"]["rule"]
+    assert card["dataset"]["images_per_split"] == {"train": 32, "val": 32, "test": 32}
+    assert card["parameters"]["total"] > card["parameters"]["trainable"] > 0 or card["parameters"]["total"] == card["parameters"]["trainable"]
+    predictions = pd.read_csv(tiny_run.folder / "predictions.csv")
+    val = predictions[predictions["split"] == "val"]
+    assert card["threshold"]["value"] == metrics.choose_threshold(val["label"], val["score"], "specificity", target=0.95)
+    test = predictions[predictions["split"] == "test"]
+    called = (test["score"] >= card["threshold"]["value"]).astype(int)
+    stored = card["metrics"]["test"]
+    assert stored["accuracy"]["value"] == pytest.approx(accuracy_score(test["label"], called))
+    assert stored["recall"]["value"] == pytest.approx(recall_score(test["label"], called))
+    assert stored["specificity"]["value"] == pytest.approx(recall_score(test["label"], called, pos_label=0))
+    assert stored["roc_auc"]["value"] == pytest.approx(roc_auc_score(test["label"], test["score"]))
+    for entry in stored.values():
+        assert entry["ci_low"] <= entry["value"] + 1e-9 and entry["value"] <= entry["ci_high"] + 1e-9
+    markdown = (tiny_run.folder / "card.md").read_text()
+    assert "Not a diagnostic device" in markdown and "chosen on **val**" in markdown
+
+
+def test_failed_write_leaves_no_listed_folder(tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    original = training.write_artifacts
+
+    def write_then_fail(folder: Path, **kwargs) -> None:
+        original(folder, **kwargs)
+        raise OSError("disk full (simulated)")
+
+    monkeypatch.setattr(training, "write_artifacts", write_then_fail)
+    cfg = _tiny_config(tmp_path, data_root, model="mlp", name="broken", epochs=1)
+    with pytest.raises(OSError, match="disk full"):
+        training.train(cfg)
+    models = Path(cfg.models_dir)
+    assert registry.list_models(models) == []
+    assert not [p for p in models.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_transfer_schedule_caches_features_then_fine_tunes(tmp_path: Path, data_root: Path) -> None:
+    cfg = _tiny_config(
+        tmp_path, data_root, model="xception", img_size=71, weights="none", epochs=1, finetune_epochs=1, limit=8, name="tiny-x"
+    )
+    result = training.train(cfg)
+    history = pd.read_csv(result.folder / "history.csv")
+    assert history["stage"].tolist() == ["head", "finetune"]
+    cached = list((tmp_path / "cache" / "features").glob("xception-71-*/*.npy"))
+    assert sorted(p.name for p in cached) == ["block13_sepconv1_act.npy", "head_pool.npy"]
+    assert result.card["weights_source"].startswith("none")
+    assert result.card["parameters"]["trainable"] == result.card["parameters"]["total"] or result.card["parameters"]["trainable"] > 0
+
+
+def _train_command(models_dir: Path, data_root: Path, cache_dir: Path) -> list[str]:
+    return [
+        sys.executable, "train.py", "--model", "cnn_reference", "--img-size", "32", "--epochs", "6", "--patience", "10",
+        "--limit", "48", "--batch-size", "8", "--data", str(data_root), "--models-dir", str(models_dir),
+        "--cache-dir", str(cache_dir), "--name", "resumable", "--bootstrap", "50", "--no-progress", "-v",
+    ]
+
+
+def test_killed_run_leaves_nothing_listed_and_resumes(tmp_path: Path, data_root: Path, project_root: Path) -> None:
+    models_dir = tmp_path / "models"
+    command = _train_command(models_dir, data_root, tmp_path / "cache")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    first = subprocess.Popen(command, cwd=project_root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    history = models_dir / ".backup-resumable" / "history-train.csv"
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline:
+            if history.exists() and len(pd.read_csv(history)) >= 2:
+                break
+            assert first.poll() is None, "the run finished before it could be killed; make it longer"
+            time.sleep(0.2)
+        else:
+            pytest.fail("no epoch finished within 240 s")
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    assert registry.list_models(models_dir) == []  # the killed run published nothing
+    assert not (models_dir / "resumable").exists()
+
+    second = subprocess.run(command, cwd=project_root, env=env, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stdout + second.stderr
+    log_text = second.stdout + second.stderr
+    assert "train epoch 1:" not in log_text and "train epoch 6:" in log_text  # resumed, not restarted
+    final = pd.read_csv(models_dir / "resumable" / "history.csv")
+    assert final["epoch"].tolist() == list(range(6))
+    assert [(e.name, e.available) for e in registry.list_models(models_dir)] == [("resumable", True)]
+    assert not (models_dir / ".backup-resumable").exists()
+
+
+def test_train_help_documents_every_option(project_root: Path) -> None:
+    sys.path.insert(0, str(project_root))
+    import train
+
+    text = train.build_parser().format_help()
+    for option in ("--data", "--model", "--img-size", "--epochs", "--balance", "--augment", "--name", "--weights",
+                   "--finetune-epochs", "--threshold-rule", "--preset", "(default: class-weight)"):
+        assert option in text
+    assert set(train.SHIPPED_PRESET) >= {"mlp-64", "cnn-reference-64", "cnn-deep-128", "xception-224"}

@@ -1,0 +1,131 @@
+"""Train a pneumonia classifier and write models/<name>/ (model.keras, history.csv, predictions.csv, card.json, card.md).
+
+Examples:
+    python train.py --data data/chest_xray --model xception --img-size 224 --epochs 20 \\
+        --balance class-weight --augment --name xception-224
+    python train.py --preset shipped          # the models the dashboard ships with (make models)
+    python train.py --preset shipped --only cnn-reference-64
+
+A run that is killed resumes where it stopped when started again with the same --name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import fields, replace
+
+from core import config
+
+SHIPPED_PRESET: dict[str, dict] = {
+    # name -> options (everything else at the TrainConfig defaults). Order = training order (cheapest first).
+    "mlp-64": {"model": "mlp", "img_size": 64, "epochs": 40, "learning_rate": 3e-4, "balance": "class-weight", "patience": 6},
+    "cnn-reference-64": {"model": "cnn_reference", "img_size": 64, "epochs": 30, "balance": "class-weight", "augment": True, "patience": 6},
+    "cnn-deep-128": {"model": "cnn_deep", "img_size": 128, "epochs": 20, "balance": "class-weight", "augment": True, "patience": 5},
+    "xception-224": {
+        "model": "xception", "img_size": 224, "epochs": 30, "learning_rate": 1e-3, "balance": "class-weight",
+        "weights": "imagenet", "finetune_epochs": 8, "finetune_learning_rate": 1e-4, "patience": 4,
+    },
+}
+PRESETS = {"shipped": SHIPPED_PRESET}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: every TrainConfig option, with its default shown in --help."""
+    from core import metrics, pipeline, training, zoo
+
+    defaults = training.TrainConfig()
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog="The operating threshold is chosen on the validation split only; test metrics are reported at it.",
+    )
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                        help="train a named set of models (overrides --model/--name; other options still apply if given)")
+    parser.add_argument("--only", nargs="+", default=None, help="with --preset: train only these model names")
+    parser.add_argument("--data", default=defaults.data, help="dataset folder with train/ and test/ (Kaggle layout)")
+    parser.add_argument("--model", default=defaults.model, choices=zoo.architectures(), help="architecture")
+    parser.add_argument("--name", default=None, help="output folder models/<name> (default: <model>-<img-size>)")
+    parser.add_argument("--img-size", type=int, default=None, help="input side in pixels (default: the model's own, e.g. 64 for the CNN, 224 for Xception)")
+    parser.add_argument("--epochs", type=int, default=defaults.epochs, help="maximum epochs (of the head stage for transfer models)")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="images per batch")
+    parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate, help="Adam learning rate")
+    parser.add_argument("--balance", default=defaults.balance, choices=pipeline.BALANCE_CHOICES, help="class-imbalance handling")
+    parser.add_argument("--augment", action="store_true", default=defaults.augment,
+                        help="random rotation/zoom/shift/brightness/contrast (no horizontal flip); end-to-end models only")
+    parser.add_argument("--weights", default=defaults.weights,
+                        help="transfer models: 'imagenet' (offline Xception copy if installed, else Keras download), 'none', or a weights file")
+    parser.add_argument("--dropout", type=float, default=defaults.dropout, help="dropout rate before the output layer")
+    parser.add_argument("--finetune-epochs", type=int, default=defaults.finetune_epochs,
+                        help="transfer models: epochs of fine-tuning the top blocks after the head (0 = head only)")
+    parser.add_argument("--finetune-learning-rate", type=float, default=defaults.finetune_learning_rate, help="learning rate while fine-tuning")
+    parser.add_argument("--patience", type=int, default=defaults.patience, help="EarlyStopping patience in epochs (val_loss)")
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed (weights, shuffling, augmentation)")
+    parser.add_argument("--threshold-rule", default=defaults.threshold_rule, choices=metrics.THRESHOLD_RULES,
+                        help="operating-point rule applied on the validation split")
+    parser.add_argument("--threshold-target", type=float, default=defaults.threshold_target,
+                        help="target for the 'sensitivity'/'specificity' rules")
+    parser.add_argument("--limit", type=int, default=None, help="at most this many images per split and class (quick runs)")
+    parser.add_argument("--models-dir", default=defaults.models_dir, help="where models/<name>/ is written")
+    parser.add_argument("--cache-dir", default=defaults.cache_dir, help="where backbone features are cached")
+    parser.add_argument("--bootstrap", type=int, default=defaults.bootstrap, help="bootstrap resamples for the 95%% CIs")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bars")
+    parser.add_argument("--no-overwrite", dest="overwrite", action="store_false", help="refuse to replace an existing models/<name>")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every epoch")
+    return parser
+
+
+def configs_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list:
+    """The TrainConfig(s) to run: one from the options, or one per model of --preset."""
+    from core import training
+
+    names = {f.name for f in fields(training.TrainConfig)}
+    given = {k: v for k, v in vars(args).items() if k in names}
+    base = training.TrainConfig(**given)
+    if args.preset is None:
+        if args.only:
+            parser.error("--only needs --preset")
+        return [base]
+    preset = PRESETS[args.preset]
+    chosen = args.only or list(preset)
+    unknown = [n for n in chosen if n not in preset]
+    if unknown:
+        parser.error(f"unknown model(s) {unknown} in preset {args.preset}; choose from {list(preset)}")
+    explicit = {k for k in names if getattr(args, k) != parser.get_default(k)}
+    runs = []
+    for name in chosen:
+        options = dict(preset[name])
+        options.update({k: given[k] for k in explicit if k not in {"model", "name"}})
+        runs.append(replace(base, **options, name=name))
+    return runs
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the options, train each configured model, print where it went and its headline test numbers."""
+    config.quiet_tensorflow()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("core").setLevel(logging.INFO)
+    from core import metrics, training
+
+    for cfg in configs_from_args(args, parser):
+        try:
+            result = training.train(cfg)
+        except (ValueError, FileNotFoundError, FileExistsError) as error:
+            print(f"train.py: {cfg.resolved_name()}: {error}", file=sys.stderr)
+            return 2
+        test = result.card["metrics"]["test"]
+        print(
+            f"{result.folder}: threshold {result.card['threshold']['value']:.3f} (val, {result.card['threshold']['rule']}); "
+            + ", ".join(f"test {k} {metrics.format_ci(test[k])}" for k in ("roc_auc", "accuracy", "recall", "specificity")),
+            flush=True,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
