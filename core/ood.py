@@ -245,6 +245,17 @@ def check(scorer: Any, calibration: OodCalibration, decoded: Any, *, raw_bytes: 
     return OodResult(bool(reasons), tuple(reasons), distance, feature_threshold, appearance, calibration.appearance_threshold, saturation)
 
 
+def model_fingerprint(model_dir: str | Path) -> str:
+    """SHA-256 of models/<name>/model.keras: a calibration is valid only for the exact model it was fitted with."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with (Path(model_dir) / "model.keras").open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def calibration_path(model_dir: str | Path) -> Path:
     """Where a model's calibration lives: models/<name>/ood.npz."""
     return Path(model_dir) / OOD_FILE
@@ -256,10 +267,15 @@ def load_calibration(model_dir: str | Path) -> OodCalibration | None:
     if not path.is_file():
         return None
     try:
-        return OodCalibration.load(path)
+        calibration = OodCalibration.load(path)
     except (OSError, ValueError, KeyError) as error:
         logger.warning("OOD calibration %s is unreadable (%s); run python -m core.ood %s again.", path, error, path.parent)
         return None
+    if calibration.info.get("model_sha256") != model_fingerprint(model_dir):
+        logger.warning("OOD calibration %s was fitted for another version of model.keras; run python -m core.ood %s again.",
+                       path, path.parent)
+        return None
+    return calibration
 
 
 def validation_files(model_dir: str | Path, data_root: str | Path | None = None) -> list[Path]:
@@ -288,7 +304,7 @@ def calibrate_model(model_dir: str | Path, data_root: str | Path | None = None, 
     scorer = predict.load_scorer(model_dir)
     files = validation_files(model_dir, data_root)
     calibration = calibrate(scorer, (decode_xray(f) for f in files), quantile=quantile)
-    calibration.info = {"split": "val", "data_root": str(data_root or config.data_root())}
+    calibration.info = {"split": "val", "data_root": str(data_root or config.data_root()), "model_sha256": model_fingerprint(model_dir)}
     path = calibration.save(calibration_path(model_dir))
     logger.info("OOD guard of %s: %d validation images, %.1f%% flagged; wrote %s", scorer.name, calibration.n_images,
                 100 * calibration.validation_flag_rate, path)

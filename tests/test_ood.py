@@ -92,6 +92,18 @@ def test_colour_saturation_and_statistics_on_known_pixels() -> None:
     assert stats["mean"] == 0.0 and stats["dark_fraction"] == 1.0 and stats["edge_density"] == 0.0
 
 
+def test_calibration_of_another_model_version_is_not_used(calibrated: tuple[predict.Scorer, Path], tmp_path: Path) -> None:
+    import shutil
+
+    _, folder = calibrated
+    copy = tmp_path / "tiny_cnn"
+    shutil.copytree(folder, copy)
+    assert ood.load_calibration(copy) is not None
+    with (copy / "model.keras").open("ab") as handle:  # any change of the model file invalidates the calibration
+        handle.write(b"\0")
+    assert ood.load_calibration(copy) is None
+
+
 def test_missing_validation_images_give_an_actionable_error(tiny_cnn_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="--data-root"):
         ood.validation_files(tiny_cnn_dir, tmp_path)
