@@ -380,7 +380,7 @@ h1{font-size:2em;margin-bottom:0.2em}h2{border-bottom:2px solid #d0d7de;padding-
 .note{background:#fff8c5;border-left:4px solid #bf8700;padding:0.6em 1em}.muted{color:#57606a;font-size:0.9em}
 table{border-collapse:collapse;font-size:0.85em;width:100%}th,td{border:1px solid #d0d7de;padding:0.3em 0.5em;text-align:right}
 th{background:#f3f6fa}td:first-child,th:first-child{text-align:left}tr.recommended td{font-weight:bold;background:#ddf4ff}
-.row{display:flex;flex-wrap:wrap;gap:1.5em}.row>div{flex:1 1 300px}.charts>div{flex:1 1 480px;min-width:0}.big{font-size:1.3em}
+.row{display:flex;flex-wrap:wrap;gap:1.5em}.row>div{flex:1 1 300px}.row.charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(460px,1fr))}.charts>div{min-width:0}.big{font-size:1.3em}
 figure{margin:0;flex:1 1 300px}figure img{width:100%;max-width:340px;border-radius:4px}figcaption{font-size:0.9em}
 dl dt{font-weight:bold;margin-top:0.5em}
 """
