@@ -188,11 +188,22 @@ def detect_layout(root: str | os.PathLike) -> Literal["kaggle", "nih"]:
     for split_dir in (d for name, d in _child_dirs(root).items() if name in SPLITS):
         if any(name in ("normal", "pneumonia") for name in _child_dirs(split_dir)):
             return "kaggle"
+    nested = [child for child in _child_dirs(root).values() if _is_dataset_folder(child)]
+    hint = f" Did you mean {str(nested[0])!r}? (The Kaggle download nests its folders.)" if nested else ""
     raise ValueError(
         f"{str(root)!r} is neither a Kaggle-layout folder (train/, val/ or test/, each with NORMAL/ and "
         f"PNEUMONIA/ inside) nor an NIH ChestX-ray14 folder ({NIH_LABELS_FILE} plus image folders). "
-        "Choose the folder that directly contains them."
+        f"Choose the folder that directly contains them.{hint}"
     )
+
+
+def _is_dataset_folder(folder: Path) -> bool:
+    """True when `folder` has a recognisable layout (used for hints only)."""
+    try:
+        detect_layout(folder)
+        return True
+    except ValueError:
+        return False
 
 
 def _read_sizes(paths: list[str]) -> list[tuple[int, int]]:
@@ -473,7 +484,7 @@ def load_index(
 
 
 def _content_hash(path: str, method: str) -> str:
-    """BLAKE2b-128 of the file bytes ('bytes') or of the decoded 8-bit grey pixels plus shape ('pixels')."""
+    """BLAKE2b-128 of the file bytes ('bytes') or of the decoded grey pixels at 8 bits plus shape ('pixels')."""
     if method == "bytes":
         with open(path, "rb") as handle:
             return hashlib.blake2b(handle.read(), digest_size=16).hexdigest()
@@ -514,7 +525,8 @@ def find_duplicates(
     """Groups of images with identical content: one row per image in a group of two or more.
 
     Columns: group (int, 0..), hash, relpath, split, label, patient, group_size. 'pixels' hashes the decoded
-    8-bit grey pixels (catches re-saved copies with different headers); 'bytes' hashes the file bytes.
+    grey pixels rounded to 8 bits, so a lossless re-save in another format, or an RGB copy saved as grey,
+    still matches; 'bytes' hashes the file bytes.
     """
     hashes = content_hashes(index, method=method, workers=workers) if hashes is None else hashes
     frame = index[["relpath", "split", "label", "patient"]].assign(hash=hashes.to_numpy())

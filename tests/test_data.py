@@ -210,6 +210,12 @@ def test_tiny_pool_gives_an_actionable_error(data_root, tmp_path):
         data.with_validation_split(data.index_dataset(root))
 
 
+def test_nested_kaggle_download_gets_a_hint(data_root, tmp_path):
+    copy_images(data_root, tmp_path / "download" / "chest_xray", {"train": {"NORMAL": 2}})
+    with pytest.raises(ValueError, match="Did you mean .*chest_xray"):
+        data.index_dataset(tmp_path / "download")
+
+
 @pytest.mark.parametrize("case", ["missing", "file", "empty", "other"])
 def test_bad_roots_give_actionable_errors(tmp_path, case):
     root = tmp_path / "dataset"
