@@ -121,3 +121,16 @@ def test_page_does_not_import_tensorflow():
     result = subprocess.run([sys.executable, "-c", script], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "TF_ABSENT" in result.stdout
+
+
+def test_nih_folder_renders(samples_dir, tmp_path, monkeypatch):
+    from core import config
+    from tests.test_data import make_nih
+
+    monkeypatch.setattr(config, "CACHE_DIR", tmp_path / "cache")
+    root = make_nih(samples_dir, tmp_path / "nih", lists=True)
+    at = open_page(str(root))
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Images"] == "4" and metrics["Patients"] == "4"
+    assert "**train** 1 NORMAL + 1 PNEUMONIA; **test** 1 NORMAL + 1 PNEUMONIA" in all_text(at)
+    assert "All 4 images are 128×128 pixels." in all_text(at)
