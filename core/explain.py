@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import warnings
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -36,6 +37,8 @@ FILTER_VIS_MAX_STEPS = 100
 FILTER_VIS_NOISE = 40.0  # std of the grey-level noise the ascent starts from (0-255 scale)
 _CONV_KINDS = ("Conv2D", "SeparableConv2D", "DepthwiseConv2D", "Conv2DTranspose")
 _ACTIVATION_KINDS = ("Activation", "ReLU", "LeakyReLU", "ELU", "PReLU")
+_NOT_FEATURES = ("InputLayer", "Rescaling", "Normalization")
+PREPROCESS_PREFIX = "preprocess_"  # core.zoo names its fixed preprocessing layers so
 
 _cache_lock = threading.RLock()
 _cache: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
@@ -80,14 +83,14 @@ def _check_flat(model: Any) -> None:
 
 
 def feature_layers(model: Any) -> list[LayerInfo]:
-    """Every layer with an (N, h, w, c) output, in graph order, grouped into blocks ('block3' or 'stage 2 · 32×32')."""
+    """Every learned layer with an (N, h, w, c) output, in graph order, grouped into blocks ('block3' or 'stage 2 · 32×32')."""
     _check_flat(model)
     infos: list[LayerInfo] = []
     stage, last_size = 0, None
     for layer in model.layers:
         shape = tuple(layer.output.shape) if hasattr(layer, "output") else ()
-        if len(shape) != 4 or type(layer).__name__ == "InputLayer":
-            continue
+        if len(shape) != 4 or type(layer).__name__ in _NOT_FEATURES or layer.name.startswith(PREPROCESS_PREFIX):
+            continue  # inputs and fixed preprocessing (rescaling, normalisation) learn nothing
         h, w, c = (int(s) for s in shape[1:])
         kind = type(layer).__name__
         if (h, w) != last_size and "Pooling" not in kind:  # a pooling layer closes the stage it shrinks
@@ -246,14 +249,17 @@ def explain(model: Any, model_input: np.ndarray, *, method: str = "gradcam", lay
         raise ValueError(f"Unknown method {method!r}; choose one of {list(METHODS)}.")
     visualiser = _tf_keras_vis(model, method)
     score = BinaryScore(target == "pneumonia")
-    if method == "smoothgrad":
-        maps = visualiser(score, batch, smooth_samples=smoothgrad_samples, smooth_noise=SMOOTHGRAD_NOISE)
-    else:
-        layer_name = layer_name or default_target_layer(model)
-        if method == "scorecam":
-            maps = visualiser(score, batch, penultimate_layer=layer_name, max_N=scorecam_max_channels, batch_size=16)
+    with warnings.catch_warnings():
+        # tf-keras-vis passes the input as a list; Keras 3 warns about the structure but computes the same thing.
+        warnings.filterwarnings("ignore", message="The structure of `inputs` doesn't match", category=UserWarning)
+        if method == "smoothgrad":
+            maps = visualiser(score, batch, smooth_samples=smoothgrad_samples, smooth_noise=SMOOTHGRAD_NOISE)
         else:
-            maps = visualiser(score, batch, penultimate_layer=layer_name)
+            layer_name = layer_name or default_target_layer(model)
+            if method == "scorecam":
+                maps = visualiser(score, batch, penultimate_layer=layer_name, max_N=scorecam_max_channels, batch_size=16)
+            else:
+                maps = visualiser(score, batch, penultimate_layer=layer_name)
     return _normalise(np.asarray(maps, np.float32).reshape(1, *batch.shape[1:3]))[0]
 
 

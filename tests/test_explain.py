@@ -31,10 +31,11 @@ def test_layers_are_listed_with_shapes_and_the_last_convolution_is_the_default(s
     assert [(i.name, i.output_shape) for i in layers if i.kind == "Conv2D"] == [
         ("conv1", (64, 64, 8)), ("conv2", (32, 32, 16)), ("conv3", (16, 16, 32))]
     assert explain.default_target_layer(scorer.model) == "conv3"
-    assert [i.block for i in layers] == ["stage 1 · 64×64", "stage 1 · 64×64", "stage 1 · 64×64", "stage 2 · 32×32",
-                                         "stage 2 · 32×32", "stage 3 · 16×16"]  # rescale, conv1, pool1 | conv2, pool2 | conv3
+    assert [i.name for i in layers] == ["conv1", "pool1", "conv2", "pool2", "conv3"]  # no preprocessing layer
+    assert [i.block for i in layers] == ["stage 1 · 64×64", "stage 1 · 64×64", "stage 2 · 32×32", "stage 2 · 32×32",
+                                         "stage 3 · 16×16"]  # a pooling layer closes the stage it shrinks
     assert "16×16×32" in layers[-1].label
-    assert explain.default_layer_index(layers[:3]) == 1  # conv1, not the pooling layer
+    assert explain.default_layer_index(layers[:2]) == 0  # conv1, not the pooling layer
 
 
 def test_models_without_convolutions_or_nested_get_clear_errors() -> None:
