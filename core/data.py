@@ -5,7 +5,7 @@ The index is a DataFrame with one row per image and the columns of docs/ARCHITEC
 (the split folder or official list the image came from, kept when the validation split is carved).
 
 Decisions:
-- Kaggle's official `val/` folder (16 images, 8 patients) is too small to validate on. It is indexed with
+- Kaggle's official `val/` folder (16 images) is too small to validate on. It is indexed with
   `split="val"` / `folder_split="val"` and `with_validation_split` folds it into the training pool before it
   carves the patient-grouped validation split, so the images are used and no patient straddles the border.
 - The validation split groups images by patient and stratifies patients by label (a patient counts as
@@ -261,6 +261,12 @@ def index_kaggle(root: str | os.PathLike) -> pd.DataFrame:
                         "subtype": subtype_from_filename(file.name, label),
                     }
                 )
+    unnamed = sum(r["patient"] == Path(r["relpath"]).stem for r in rows)
+    if unnamed:
+        logger.warning(
+            "%d of %d file names carry no Kaggle patient id (personN_... / IM-NNNN-...); each is treated as its own "
+            "patient, so the validation split cannot group their images by patient", unnamed, len(rows)
+        )
     if not rows:
         raise ValueError(
             f"No images found in {str(root)!r}. Expected train/, val/ or test/ folders each holding "

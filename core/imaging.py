@@ -207,10 +207,8 @@ def decode_xray(source: Source, *, name: str | None = None) -> DecodedXray:
         )
     if kind == "DICOM" or (kind == "UNKNOWN" and (display or "").lower().endswith((".dcm", ".dicom"))):
         pixels, metadata = _decode_dicom(data, label)
-    elif kind == "UNKNOWN":
-        # Pillow knows a few more formats (e.g. PPM, ICO); anything it cannot open is reported below.
-        pixels, metadata = _decode_raster(data, label)
     else:
+        # Raster formats, and unknown bytes: Pillow (restricted to PILLOW_FORMATS) opens them or we refuse them.
         pixels, metadata = _decode_raster(data, label)
     _check_min_size(pixels.shape[1], pixels.shape[0], label)
     pixels = np.ascontiguousarray(np.clip(pixels, 0.0, 1.0), dtype=np.float32)

@@ -280,3 +280,12 @@ def test_nih_index_without_lists_is_patient_grouped(samples_dir, tmp_path):
     assert data.patient_leakage(index).empty
     again = data.index_dataset(root, use_cache=False)
     pd.testing.assert_frame_equal(index, again)
+
+
+def test_file_names_without_patient_ids_are_flagged(data_root, tmp_path, caplog):
+    root = copy_images(data_root, tmp_path / "kaggle", {"train": {"NORMAL": 3}})
+    shutil.copy2(next((root / "train" / "NORMAL").iterdir()), root / "train" / "NORMAL" / "scan_0001.jpeg")
+    with caplog.at_level("WARNING", logger="core.data"):
+        index = data.index_dataset(root, use_cache=False)
+    assert index.set_index("relpath").loc["train/NORMAL/scan_0001.jpeg", "patient"] == "scan_0001"
+    assert "1 of 4 file names carry no Kaggle patient id" in caplog.text
