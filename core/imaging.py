@@ -508,10 +508,13 @@ def _dicom_grey_to_unit(raw: np.ndarray, ds: Any) -> tuple[np.ndarray, str]:
     """Modality LUT then VOI (LUT sequence, else first window, else min-max) -> float (H, W) in [0, 1]."""
     from pydicom.pixels import apply_modality_lut, apply_voi
 
-    values = apply_modality_lut(raw, ds).astype(np.float64)
+    modality = apply_modality_lut(raw, ds)
+    values = modality.astype(np.float64)
     if "VOILUTSequence" in ds and len(ds.VOILUTSequence):
         item = ds.VOILUTSequence[0]
-        out = apply_voi(values, ds, index=0)
+        # A LUT is indexed by integer values; rescaling can return floats that hold whole numbers.
+        lut_input = modality if modality.dtype.kind in "iu" else np.rint(modality).astype(np.int64)
+        out = apply_voi(lut_input, ds, index=0).astype(np.float64)
         bits = int(item.LUTDescriptor[2]) if "LUTDescriptor" in item else 16
         return np.clip(out / float(2**bits - 1), 0.0, 1.0), "VOI LUT sequence"
     center, width = _first_window(ds)

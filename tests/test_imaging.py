@@ -233,6 +233,17 @@ def test_dicom_rescale_and_window_follow_the_standard():
     assert 0.0 < decoded.pixels.mean() < 1.0
 
 
+def test_dicom_voi_lut_sequence_is_applied():
+    raw = np.tile(np.arange(0, 256, 4, dtype=np.uint16), (64, 1))  # 64 x 64, values 0..252
+    table = np.rint((np.arange(256) / 255.0) ** 2 * 4095).astype(np.uint16)  # 12-bit output, a gamma-like curve
+    item = Dataset()
+    item.add_new(0x00283002, "US", [256, 0, 12])  # LUT Descriptor: entries, first mapped value, bits
+    item.add_new(0x00283006, "US", table.tolist())  # LUT Data
+    decoded = decode_xray(make_dicom(raw, VOILUTSequence=[item], WindowCenter=100, WindowWidth=10))
+    assert decoded.metadata["voi"] == "VOI LUT sequence"  # the LUT wins over the window, as in pydicom
+    np.testing.assert_allclose(decoded.pixels, table[raw] / 4095.0, atol=1e-6)
+
+
 def test_dicom_with_several_windows_uses_the_first():
     raw = np.tile(np.arange(0, 4096, 64, dtype=np.uint16), (64, 1))
     decoded = decode_xray(make_dicom(raw, WindowCenter=[1000, 3000], WindowWidth=[500, 100]))
