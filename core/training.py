@@ -209,6 +209,9 @@ class TrainConfig:
     bootstrap: int = config.BOOTSTRAP_RESAMPLES
     progress: bool = True
     overwrite: bool = True
+    data_format: str = "auto"  # "auto" | "kaggle" | "nih" (train.py --format)
+    strategy: str = "none"  # "none" | "mirrored" | "multiworker" (core.distribute); batch_size is per replica
+    pipeline: str = "auto"  # "memory" (decoded cache) | "streaming" (core.streaming) | "auto" (streaming if large or multiworker)
 
     def resolved_name(self) -> str:
         """The model folder name: --name, else '<model>-<size>' with dashes."""
@@ -238,15 +241,23 @@ class RunResult:
 
     folder: Path
     card: dict
+    model: Any = None  # the trained Keras model (on a non-chief worker, `folder` is where the chief writes)
 
 
 # --------------------------------------------------------------------------------------------------
 # Data
 # --------------------------------------------------------------------------------------------------
-def load_training_index(data_root: str | Path, *, limit: int | None = None, seed: int = 0) -> pd.DataFrame:
+def load_training_index(
+    data_root: str | Path, *, limit: int | None = None, seed: int = 0, data_format: str = "auto"
+) -> pd.DataFrame:
     """The patient-grouped index (core.data.load_index); ``limit`` keeps at most that many images per split and class."""
     from core import data
 
+    if data_format != "auto" and data.detect_layout(data_root) != data_format:
+        raise ValueError(
+            f"--format {data_format} was asked, but {data_root} is a {data.detect_layout(data_root)}-layout folder. "
+            "Pass the matching --format (or 'auto')."
+        )
     index = data.load_index(data_root)
     for split in ("train", "val", "test"):
         if not (index["split"] == split).any():
@@ -513,11 +524,21 @@ def _train_transfer(
 
 def _train_end_to_end(model: Any, cfg: TrainConfig, index: pd.DataFrame, work_dir: Path) -> list[pd.DataFrame]:
     """MLP / CNN: images through the tf.data pipeline (augmentation and balancing as configured)."""
-    from core import pipeline, zoo
+    from core import pipeline, streaming, zoo
 
     spec = zoo.get_spec(cfg.model)
     train_frame = pipeline.select_split(index, "train")
     val_frame = pipeline.select_split(index, "val")
+    if streaming.use_streaming(cfg.pipeline, n_images=len(train_frame), strategy=cfg.strategy):
+        train_data, val_data, steps = streaming.training_datasets(
+            train_frame, val_frame, img_size=cfg.size(), channels=spec.channels, global_batch=cfg.batch_size,
+            balance=cfg.balance, augment=cfg.augment, seed=cfg.seed,
+        )
+        history = fit_stage(
+            model, train_data, val_data, stage="train", epochs=cfg.epochs, learning_rate=cfg.learning_rate,
+            work_dir=work_dir, patience=cfg.patience, class_weight=None, progress=cfg.progress, steps_per_epoch=steps,
+        )
+        return [history.assign(stage="train")]
     train_data = pipeline.make_dataset(
         train_frame, img_size=cfg.size(), channels=spec.channels, batch_size=cfg.batch_size, shuffle=True,
         augment=cfg.augment, balance=cfg.balance, seed=cfg.seed,
@@ -712,7 +733,29 @@ def build_card(
 
 
 def train(cfg: TrainConfig) -> RunResult:
-    """Run one training end to end and publish ``models/<name>/`` atomically; returns the folder and card."""
+    """Run one training end to end and publish ``models/<name>/`` atomically; returns the folder and card.
+
+    Under ``cfg.strategy`` the model is built, trained and saved inside the strategy's scope, at a global
+    batch of ``cfg.batch_size`` per replica; only the chief writes to ``cfg.models_dir`` (core.distribute).
+    """
+    from dataclasses import replace
+
+    from core import distribute
+
+    strategy = distribute.make_strategy(distribute.check_strategy(cfg.strategy))  # first: before TensorFlow runs
+    info = distribute.cluster_info() if cfg.strategy == "multiworker" else distribute.ClusterInfo(None, 0, 1)
+    run_cfg = replace(cfg, batch_size=distribute.global_batch_size(cfg.batch_size, strategy.num_replicas_in_sync))
+    distribution = {"strategy": cfg.strategy, "replicas": int(strategy.num_replicas_in_sync), "workers": info.num_workers,
+                    "per_replica_batch_size": cfg.batch_size, "global_batch_size": run_cfg.batch_size}
+    with strategy.scope(), distribute.artifact_dir(cfg.models_dir, info) as models_dir:
+        result = _train(run_cfg, Path(models_dir), card_cfg=cfg, distribution=distribution)
+    if not info.is_chief:
+        result.folder = Path(cfg.models_dir) / cfg.resolved_name()
+    return result
+
+
+def _train(cfg: TrainConfig, models_dir: Path, *, card_cfg: TrainConfig, distribution: dict) -> RunResult:
+    """The body of :func:`train` in the strategy's scope: ``cfg`` has the global batch, ``card_cfg`` the user's."""
     import shutil
     import time
     import uuid
@@ -726,12 +769,11 @@ def train(cfg: TrainConfig) -> RunResult:
     name = cfg.resolved_name()
     if not name or name.startswith(".") or "/" in name or "\\" in name:
         raise ValueError(f"Model name {name!r} must be a plain folder name (no '/', not starting with '.').")
-    models_dir = Path(cfg.models_dir)
     models_dir.mkdir(parents=True, exist_ok=True)
     work_dir = models_dir / f".backup-{name}"  # resumable state (BackupAndRestore, best checkpoints)
     start = time.time()
     keras.utils.set_random_seed(cfg.seed)
-    index = load_training_index(cfg.data, limit=cfg.limit, seed=cfg.seed)
+    index = load_training_index(cfg.data, limit=cfg.limit, seed=cfg.seed, data_format=cfg.data_format)
     log.info("Training %s (%s) on %s", name, spec.name, {s: int((index['split'] == s).sum()) for s in ('train', 'val', 'test')})
     weights_source = weights.resolve_weights(spec.name, cfg.weights).source if spec.family == "transfer" else "none (trained from scratch)"
     model = zoo.build_model(spec.name, img_size=cfg.size(), weights=cfg.weights, dropout=cfg.dropout, seed=cfg.seed)
@@ -747,8 +789,9 @@ def train(cfg: TrainConfig) -> RunResult:
         predictions, rule=cfg.threshold_rule, target=cfg.threshold_target, n_resamples=cfg.bootstrap, seed=cfg.seed
     )
     card = build_card(
-        cfg=cfg, model=model, weights_source=weights_source, dataset=dataset_summary(index, cfg.data),
+        cfg=card_cfg, model=model, weights_source=weights_source, dataset=dataset_summary(index, cfg.data),
         threshold=threshold, results=results, seconds=time.time() - start, epochs_run=len(history),
+        extra={"distribution": distribution},
     )
     tmp = models_dir / f".tmp-{name}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
@@ -760,4 +803,24 @@ def train(cfg: TrainConfig) -> RunResult:
         raise
     shutil.rmtree(work_dir, ignore_errors=True)
     log.info("Wrote %s: test AUC %.3f, threshold %.3f", final, results["test"]["roc_auc"]["value"], threshold)
-    return RunResult(final, card)
+    return RunResult(final, card, model)
+
+
+def reevaluate(folder: Path | str, *, n_resamples: int | None = None) -> dict:
+    """Recompute a model folder's threshold and metrics from its predictions.csv with the card's rule; rewrite the card.
+
+    Useful after a change of metric code; never looks at anything but the stored scores.
+    """
+    folder = Path(folder)
+    card = json.loads((folder / "card.json").read_text())
+    predictions = pd.read_csv(folder / "predictions.csv", dtype={"path": str, "split": str})
+    rule = card["threshold"].get("rule_id", THRESHOLD_RULE)
+    target = card["threshold"].get("target", THRESHOLD_TARGET)
+    resamples = n_resamples or int(card["training"]["config"].get("bootstrap", config.BOOTSTRAP_RESAMPLES))
+    seed = int(card["training"]["config"].get("seed", 0))
+    threshold, results = evaluate_predictions(predictions, rule=rule, target=target, n_resamples=resamples, seed=seed)
+    card["threshold"]["value"] = threshold
+    card["metrics"] = results
+    (folder / "card.json").write_text(json.dumps(card, indent=2, default=_json_default) + "\n")
+    (folder / "card.md").write_text(render_card_markdown(card))
+    return card
