@@ -189,7 +189,8 @@ overlay_view()
 st.markdown("**Can this heatmap be trusted?** (deletion test)")
 curve = deletion_test(model_dir, result.name, data, method, target_label.lower())
 st.plotly_chart(deletion_figure(curve), width="stretch")
-(st.success if curve.faithful else st.warning)(curve.verdict())
+verdict = curve.verdict()
+(st.success if verdict.startswith("Faithful") else st.warning if verdict.startswith("Not") else st.info)(verdict)
 st.caption(f"The most highlighted pixels are replaced step by step by a {curve.baseline}; a faithful heatmap makes the "
            "score fall faster than replacing random pixels. Areas are relative to the starting score.")
 

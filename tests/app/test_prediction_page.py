@@ -54,7 +54,7 @@ def test_shown_probability_is_the_models_own_for_each_class_and_the_dicom(models
         assert not at.error
         assert len(at.get("download_button")) == 2  # overlay PNG and result JSON
         assert any("deletion" in m.value for m in at.markdown)
-        assert any(s.value.startswith(("Faithful", "Weakly", "Not faithful", "The model gives")) for s in [*at.success, *at.warning])
+        assert any(s.value.startswith(("Faithful", "Weakly", "Not faithful", "The model gives")) for s in [*at.success, *at.warning, *at.info])
 
 
 def test_bad_uploads_show_the_decoders_message_and_the_next_good_upload_works(models_root: Path, data_root: Path) -> None:
