@@ -113,6 +113,7 @@ def main() -> None:
     print(f"index_dataset   cold {index_cold:6.3f} s   warm {index_warm:6.3f} s   cold/warm {index_cold / index_warm:5.1f}x   (targets < 2 s / < 0.2 s)")
     print(f"load_index      cold {load_cold:6.3f} s   warm {load_warm:6.3f} s   cold/warm {load_cold / load_warm:5.1f}x")
     print(f"summarize       cold {summary_cold:6.3f} s   warm {summary_warm:6.3f} s   cold/warm {summary_cold / summary_warm:5.1f}x")
+    print(f"load average (1 min) at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     if render is not None:
         print(f"dataset page first render from server start (warm disk caches): {render:5.2f} s")
     write_results(
@@ -120,6 +121,7 @@ def main() -> None:
         {
             "n_images": n_images,
             "cpus": os.cpu_count(),
+            "load_average_1min_at_end": os.getloadavg()[0],
             "index_dataset_cold_s": index_cold,
             "index_dataset_warm_s": index_warm,
             "index_dataset_cold_over_warm": index_cold / index_warm,

@@ -252,12 +252,11 @@ def read_image_size(path: str | os.PathLike) -> tuple[int, int]:
 
         ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["Rows", "Columns"])
         return int(ds.Columns), int(ds.Rows)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        with Image.open(path, formats=PILLOW_FORMATS) as image:
-            width, height = image.size
-    if _exif_orientation(image) in (5, 6, 7, 8):
-        width, height = height, width
+    with Image.open(path, formats=PILLOW_FORMATS) as image:
+        width, height = image.size
+        # Only files that carry EXIF can be rotated; parsing EXIF for the others would double the cost.
+        if "exif" in image.info and _exif_orientation(image) in (5, 6, 7, 8):
+            width, height = height, width
     return int(width), int(height)
 
 

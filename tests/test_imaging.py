@@ -16,7 +16,16 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
 from core import config
-from core.imaging import DecodedXray, InvalidImageError, decode_xray, resize_for_display, sniff_format, thumbnail, to_uint8
+from core.imaging import (
+    DecodedXray,
+    InvalidImageError,
+    decode_xray,
+    read_image_size,
+    resize_for_display,
+    sniff_format,
+    thumbnail,
+    to_uint8,
+)
 
 REAL_JPEG = "train/NORMAL/IM-0115-0001.jpeg"
 PATIENT_VALUES = ("Doe^Jane", "SECRET-ID-4711", "19800101", "St Elsewhere Hospital")
@@ -196,6 +205,17 @@ def test_exif_orientation_is_applied():
     assert decoded.shape == (64, 128)
     assert decoded.metadata["exif_rotated"] is True and decoded.metadata["exif_orientation"] == 6
     assert decoded.pixels[:, -48:].mean() > 0.95 and decoded.pixels[:, :48].mean() < 0.05
+
+
+def test_header_size_matches_the_decoded_size(tmp_path, data_root, samples_dir):
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    rotated = tmp_path / "rotated.jpeg"
+    Image.new("L", (64, 128)).save(rotated, exif=exif.tobytes())
+    for path in (rotated, data_root / REAL_JPEG, samples_dir / "00000001_000.png", samples_dir / "RG1_UNCI.dcm"):
+        height, width = decode_xray(path).shape
+        assert read_image_size(path) == (width, height)
+    assert read_image_size(rotated) == (128, 64)
 
 
 @pytest.mark.parametrize("fmt", ["BMP", "TIFF", "PNG"])
