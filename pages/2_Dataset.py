@@ -143,7 +143,7 @@ cols = st.columns(4)
 cols[0].metric("Groups of identical images", fmt(leak["duplicate_groups"]), help=f"{fmt(leak['duplicate_images'])} images in total (identical decoded pixels)")
 cols[1].metric("…of which span two splits", fmt(leak["duplicate_groups_crossing_splits"]))
 cols[2].metric("Patients in train and validation", fmt(leak["patients_crossing_train_val"]))
-cols[3].metric("Patient ids shared by train/val and test", fmt(train_test))
+cols[3].metric("Patient ids also in test", fmt(train_test), help="Ids found both in train/validation and in the official test folder (see below)")
 if leak["duplicate_groups_crossing_splits"] == 0:
     st.success("Every group of identical images stays inside one split, and no patient is in both train and validation.")
 else:
