@@ -224,6 +224,19 @@ class ImageResult:
                 "width": self.metadata.get("width"), "height": self.metadata.get("height"), "format": self.metadata.get("format")}
 
 
+def unique_names(files: Sequence[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+    """The same (name, bytes) pairs with repeated names made unique: 'a.png', 'a (2).png'."""
+    seen: dict[str, int] = {}
+    unique = []
+    for name, data in files:
+        seen[name] = seen.get(name, 0) + 1
+        if seen[name] > 1:
+            stem, dot, suffix = name.rpartition(".")
+            name = f"{stem} ({seen[name]}).{suffix}" if dot else f"{name} ({seen[name]})"
+        unique.append((name, data))
+    return unique
+
+
 def score_uploads(scorer: Scorer, files: Sequence[tuple[str, bytes]], *, threshold: float | None = None) -> list[ImageResult]:
     """Decode (in memory) and score (name, bytes) pairs in one batch; unreadable files get the decoder's message."""
     from core.imaging import decode_xray
@@ -351,7 +364,10 @@ def _write_heatmap(explainer: Any, model_input: np.ndarray, pixels: np.ndarray, 
 
     cam = explainer.heatmaps(model_input[None])[0]
     overlay_rgb = explain.overlay(pixels, cam, opacity=0.45)
-    target = heatmap_dir / f"{source.stem}_{abs(hash(str(source.resolve()))) % 10**8:08d}_gradcam.png"
+    import hashlib
+
+    tag = hashlib.sha1(str(source.resolve()).encode()).hexdigest()[:8]  # same name in two folders: two files
+    target = heatmap_dir / f"{source.stem}_{tag}_gradcam.png"
     if not cv2.imwrite(str(target), cv2.cvtColor(overlay_rgb, cv2.COLOR_RGB2BGR)):
         raise OSError(f"Could not write {target}")
     return target

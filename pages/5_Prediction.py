@@ -108,7 +108,7 @@ truths: dict[str, str] = {}
 if source == "Upload files":
     uploads = st.file_uploader("Chest X-rays (PNG, JPEG or DICOM); several at once are scored together",
                                accept_multiple_files=True, key="prediction_upload")
-    files = [(upload.name, upload.getvalue()) for upload in uploads or []]
+    files = scoring.unique_names([(upload.name, upload.getvalue()) for upload in uploads or []])
 else:
     samples = scoring.gallery(st.session_state.get("data_root"))
     labels = [item.label for item in samples]

@@ -109,6 +109,11 @@ def test_score_uploads_scores_good_files_and_explains_bad_ones(tiny_cnn_dir: Pat
     assert document["metadata"]["format"] == "JPEG"
 
 
+def test_unique_names_keep_order_and_data() -> None:
+    files = [("a.png", b"1"), ("a.png", b"2"), ("b", b"3"), ("b", b"4")]
+    assert predict.unique_names(files) == [("a.png", b"1"), ("a (2).png", b"2"), ("b", b"3"), ("b (2)", b"4")]
+
+
 def test_gallery_lists_real_samples_of_both_classes_and_the_dicom(data_root: Path) -> None:
     items = predict.gallery(data_root)
     assert {"NORMAL", "PNEUMONIA", "unknown"} <= {item.truth for item in items}
