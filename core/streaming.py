@@ -69,7 +69,7 @@ def _class_stream(paths: np.ndarray, label: int, *, shuffle: bool, seed: int, en
     return stream.map(lambda path: (path, tf.constant(float(label), tf.float32)))
 
 
-def _path_stream(frame: pd.DataFrame, balance: str, *, shuffle: bool, seed: int) -> Any:
+def balanced_paths(frame: pd.DataFrame, balance: str, *, shuffle: bool, seed: int = 0) -> Any:
     """(path, label) pairs for one epoch, balanced by sampling from per-class streams when asked."""
     import tensorflow as tf
 
@@ -139,7 +139,7 @@ def make_streaming_dataset(
     rows = distribute.shard_rows(frame, num_shards, shard_index)
     if rows.empty:
         raise ValueError(f"Shard {shard_index} of {num_shards} has no images: use fewer workers than images.")
-    dataset = _path_stream(rows, balance, shuffle=shuffle, seed=seed)
+    dataset = balanced_paths(rows, balance, shuffle=shuffle, seed=seed)
     if repeat:
         dataset = dataset.repeat()
     ordered = not shuffle
@@ -152,6 +152,9 @@ def make_streaming_dataset(
         num_parallel_calls=AUTOTUNE, deterministic=ordered,
     )
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    if not repeat and balance not in {"oversample", "undersample"}:  # every row exactly once: tell Keras how many batches
+        n_batches = len(rows) // batch_size if drop_remainder else -(-len(rows) // batch_size)
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(n_batches))
     dataset = dataset.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=AUTOTUNE)
     if augment:
         augmenter = pipeline.augmentation_model(augment if isinstance(augment, pipeline.AugmentConfig) else None, seed=seed)
@@ -167,3 +170,58 @@ def make_streaming_dataset(
     if num_shards > 1:
         dataset = distribute.with_auto_shard(dataset, "OFF")  # already sharded by file, above
     return dataset
+
+
+PIPELINES = ("auto", "memory", "streaming")
+STREAMING_MIN_IMAGES = 20_000  # "auto" streams above this many training images (a decoded 224-px RGB cache of 20k is ~3 GB)
+
+
+def use_streaming(mode: str, *, n_images: int, strategy: str = "none") -> bool:
+    """Whether training streams from disk: 'streaming' yes, 'memory' no, 'auto' for large sets or multi-worker runs."""
+    if mode not in PIPELINES:
+        raise ValueError(f"Unknown input pipeline {mode!r}. Choose one of: {', '.join(PIPELINES)}.")
+    if mode != "auto":
+        return mode == "streaming"
+    return strategy == "multiworker" or n_images > STREAMING_MIN_IMAGES
+
+
+def training_datasets(
+    train_frame: pd.DataFrame,
+    val_frame: pd.DataFrame,
+    *,
+    img_size: int,
+    channels: int,
+    global_batch: int,
+    balance: str = "none",
+    augment: bool | pipeline.AugmentConfig = False,
+    seed: int = 0,
+    strategy: Any = None,
+) -> tuple[Any, Any, int]:
+    """(train data, validation data, steps per epoch) for ``fit`` under ``strategy`` (default: the current one).
+
+    Training streams repeat forever and every worker runs the same number of steps (from :func:`epoch_size`);
+    with a tf.distribute strategy each input pipeline reads only its own shard at the per-replica batch.
+    Class weights ('class-weight') travel as per-example weights, so ``fit`` gets ``class_weight=None``.
+    """
+    import tensorflow as tf
+
+    from core import distribute
+
+    strategy = strategy or tf.distribute.get_strategy()
+    class_weight = pipeline.class_weights(train_frame["label"].to_numpy()) if balance == "class-weight" else None
+
+    def one_pipeline(*, batch_size: int, num_shards: int, shard_index: int) -> Any:
+        return make_streaming_dataset(
+            train_frame, img_size=img_size, channels=channels, batch_size=batch_size, shuffle=True, balance=balance,
+            augment=augment, seed=seed + 1000 * shard_index, repeat=True, num_shards=num_shards,
+            shard_index=shard_index, class_weight=class_weight, drop_remainder=True,
+        )
+
+    if tf.distribute.has_strategy() or strategy is not tf.distribute.get_strategy():
+        train = distribute.distribute_dataset(strategy, one_pipeline, global_batch=global_batch)
+    else:
+        train = one_pipeline(batch_size=global_batch, num_shards=1, shard_index=0)
+    val = make_streaming_dataset(val_frame, img_size=img_size, channels=channels, batch_size=global_batch)
+    steps = max(1, epoch_size(train_frame["label"], balance) // global_batch)
+    log.info("Streaming %d training images (%s): %d steps of %d images per epoch", len(train_frame), balance, steps, global_batch)
+    return train, val, steps
