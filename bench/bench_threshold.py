@@ -134,6 +134,7 @@ def main() -> None:
         f"every metric at all {results['distinct_thresholds']} distinct thresholds in {results['all_distinct_thresholds_table_ms']:.1f} ms"
     )
     results.update(bench_apptest())
+    results["load_average_1min_after"] = os.getloadavg()[0]  # the machine is shared: context for the times
     print(
         f"Slider change -> finished page rerun (AppTest, {results['apptest_models']}): median "
         f"{results['apptest_rerun_median_ms']:.0f} ms, p90 {results['apptest_rerun_p90_ms']:.0f} ms"

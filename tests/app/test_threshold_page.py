@@ -43,11 +43,6 @@ def _metric(at: AppTest, label: str) -> str:
     return next(m.value for m in at.metric if m.label == label)
 
 
-def _frame(at: AppTest, column: str) -> pd.DataFrame:
-    """The shown dataframe that has `column` (AppTest does not expose dataframe keys)."""
-    return next(d.value for d in at.dataframe if column in d.value.columns)
-
-
 def _split(root: Path, model: str, split: str) -> pd.DataFrame:
     frame = pd.read_csv(root / model / "predictions.csv")
     return frame[frame["split"] == split]
@@ -65,10 +60,10 @@ def test_slider_moves_recall_and_precision_to_sklearn_values(models_root: Path) 
         precision = skm.precision_score(test["label"], pred, zero_division=0.0)
         assert _metric(at, "Recall (sensitivity)") == f"{recall:.3f}"
         assert _metric(at, "Precision (PPV)") == f"{precision:.3f}"
-        exact = _frame(at, "TEST")["TEST"]
+        exact = at.table[1].value["TEST"]
         assert exact["recall"] == recall and exact["precision"] == precision
         tn, fp, fn, tp = skm.confusion_matrix(test["label"], pred, labels=[0, 1]).ravel()
-        np.testing.assert_array_equal(_frame(at, "predicted NORMAL").to_numpy(), [[tn, fp], [fn, tp]])
+        np.testing.assert_array_equal(at.table[0].value.to_numpy(), [[tn, fp], [fn, tp]])
         assert at.session_state["operating_point"]["threshold"] == threshold
         assert "by hand" in at.session_state["operating_point"]["source"]
         shown.append((_metric(at, "Recall (sensitivity)"), _metric(at, "Precision (PPV)")))
