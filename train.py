@@ -5,6 +5,7 @@ Examples:
         --balance class-weight --augment --name xception-224
     python train.py --preset shipped          # the models the dashboard ships with (make models)
     python train.py --preset shipped --only cnn-reference-64
+    python train.py --data /data/nih --format nih --model cnn_deep --balance oversample --strategy mirrored
 
 A run that is killed resumes where it stopped when started again with the same --name.
 """
@@ -33,7 +34,7 @@ PRESETS = {"shipped": SHIPPED_PRESET}
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line: every TrainConfig option, with its default shown in --help."""
-    from core import metrics, pipeline, training, zoo
+    from core import distribute, metrics, pipeline, streaming, training, zoo
 
     defaults = training.TrainConfig()
     parser = argparse.ArgumentParser(
@@ -45,6 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="train a named set of models (overrides --model/--name; other options still apply if given)")
     parser.add_argument("--only", nargs="+", default=None, help="with --preset: train only these model names")
     parser.add_argument("--data", default=defaults.data, help="dataset folder with train/ and test/ (Kaggle layout)")
+    parser.add_argument("--format", dest="data_format", default=defaults.data_format, choices=["auto", "kaggle", "nih"],
+                        help="dataset layout: Kaggle folders, or NIH ChestX-ray14 (Data_Entry_2017.csv, official lists if present)")
+    parser.add_argument("--strategy", default=defaults.strategy, choices=distribute.STRATEGIES,
+                        help="tf.distribute: one device, 'mirrored' (all local GPUs) or 'multiworker' (TF_CONFIG); --batch-size is per replica")
+    parser.add_argument("--pipeline", default=defaults.pipeline, choices=streaming.PIPELINES,
+                        help="end-to-end models: decoded images cached in memory, or streamed from disk ('auto': stream large or multi-worker runs)")
     parser.add_argument("--model", default=defaults.model, choices=zoo.architectures(), help="architecture")
     parser.add_argument("--name", default=None, help="output folder models/<name> (default: <model>-<img-size>)")
     parser.add_argument("--img-size", type=int, default=None, help="input side in pixels (default: the model's own, e.g. 64 for the CNN, 224 for Xception)")
