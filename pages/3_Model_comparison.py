@@ -113,23 +113,19 @@ def labels_of(models: list[str]) -> list[str]:
     return [display_names[m] for m in models]
 
 
-display = pd.DataFrame(
-    {
-        "Model": table["display_name"],
-        "Architecture": table["architecture"],
-        "Input": table["input"],
-        "Weights": table["weights_source"],
-        "Parameters": table["parameters"],
-        "Training time": [_duration(s) for s in table["training_seconds"]],
-        "Threshold (rule on val)": [f"{t:.3f} ({r})" for t, r in zip(table["threshold"], table["threshold_rule"])],
-        "Images": table["images"],
-    }
-)
+display = pd.DataFrame({"Model": table["display_name"]})
 for key, label in METRIC_LABELS.items():
     display[label] = [
         metrics.format_ci({"value": row[key], "ci_low": row[f"{key}_ci_low"], "ci_high": row[f"{key}_ci_high"]})
         for _, row in table.iterrows()
     ]
+display["Threshold (rule, on val)"] = [f"{t:.3f} ({r})" for t, r in zip(table["threshold"], table["threshold_rule"])]
+display["Architecture"] = table["architecture"]
+display["Input"] = table["input"]
+display["Weights"] = table["weights_source"]
+display["Parameters"] = table["parameters"]
+display["Training time"] = [_duration(s) for s in table["training_seconds"]]
+display[f"{split_name} images"] = table["images"]
 best_rows = {METRIC_LABELS[key]: table["model"].isin(models).tolist() for key, models in best.items()}
 
 
@@ -142,7 +138,10 @@ st.dataframe(
     display.style.apply(_highlight, subset=list(METRIC_LABELS.values())),
     hide_index=True,
     width="stretch",
-    column_config={"Parameters": st.column_config.NumberColumn(format="localized")},
+    column_config={
+        "Model": st.column_config.TextColumn(pinned=True),
+        "Parameters": st.column_config.NumberColumn(format="localized"),
+    },
     key="comparison_table",
 )
 st.caption(

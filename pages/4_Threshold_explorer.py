@@ -101,6 +101,10 @@ preset_help = {
     "Model's own": f"The model card's operating point: {entry.threshold_rule} (chosen on {entry.threshold_split}).",
     "F1-best": "Highest F1 on validation.",
     "Youden J": "Highest sensitivity + specificity − 1 on validation.",
+    "Sensitivity ≥ 95%": "The highest threshold whose validation sensitivity is still at least 95%: "
+    "the fewest false alarms while catching 95% of cases.",
+    "Specificity ≥ 90%": "The lowest threshold whose validation specificity is still at least 90%: "
+    "the most cases caught while clearing 90% of normal X-rays.",
 }
 
 # A new model starts at its own operating point (or the remembered one for this model).
