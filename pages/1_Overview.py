@@ -147,6 +147,7 @@ with st.container(key="overview_section_frequencies"):
         st.html(report.icon_array_html(freq.false_alarms, colour="#d1242f", label="red = false alarm, grey = correctly not flagged"))
         st.caption(f"95% CI {freq.false_alarms_low:.0f}–{freq.false_alarms_high:.0f} (TEST split, {freq.n_normal} X-rays without).")
     st.markdown(" ".join(freq.sentences()))
+    st.markdown(report.PUBLISHED_BASELINE)
     st.caption(
         "95% confidence intervals: bootstrap over the test images (the same numbers as the Model comparison page). "
         "How many flagged children really have pneumonia depends on how common it is where the tool is used: "
