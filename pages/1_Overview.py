@@ -41,7 +41,7 @@ def ranking(models_dir: str, stamp: float) -> pd.DataFrame:
 
 
 @st.cache_data(show_spinner="Bootstrapping 95% confidence intervals…")
-def test_summary(models_dir: str, name: str, stamp: float) -> dict:
+def summary_on_test(models_dir: str, name: str, stamp: float) -> dict:
     return registry.model_summary(registry.get_model(name, models_dir), "test")
 
 
@@ -129,7 +129,7 @@ with st.container(key="overview_section_model"):
             "display_name": "Model", "val_roc_auc": "ROC AUC (VALIDATION)", "threshold": "Threshold (chosen on VALIDATION)"}),
             hide_index=True, key="overview_ranking")
 
-summary = test_summary(models_dir, entry.name, stamp)
+summary = summary_on_test(models_dir, entry.name, stamp)
 sizes = split_sizes(models_dir, entry.name, stamp)
 freq = report.natural_frequencies(summary, split="test", n_pneumonia=sizes["pneumonia"], n_normal=sizes["normal"])
 
