@@ -5,6 +5,9 @@ chest X-rays), hard-linked (copied if links are impossible) under distinct names
 runs in a fresh subprocess that streams one full epoch (training settings: shuffled, oversampled positives,
 128 px grey, batch 64) and reports its throughput and its peak resident memory (ru_maxrss), so the runs
 do not share a heap. Goal: flat memory (peak RSS ratio 20k/1k near 1) and linear time (images/s constant).
+Caveat: the larger folders re-read the same 5,840 inodes, so after the first pass they come from the page
+cache and short runs pay a fixed tf.data warm-up: images/s rises with N here. On a cold 45 GB NIH copy the
+pipeline is bound by disk reads; the memory result is what this measures.
 
     python -m bench streaming          # writes bench/results/streaming.json
 """

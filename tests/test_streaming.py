@@ -50,12 +50,10 @@ def test_oversampling_sees_every_majority_image_once_and_repeats_the_minority() 
 def test_undersampling_sees_every_minority_image_once_and_fresh_negatives() -> None:
     frame = _fake_paths(200, 20)
     drawn = [(p.decode(), int(y)) for p, y in streaming.balanced_paths(frame, "undersample", shuffle=True, seed=3).as_numpy_iterator()]
-    counts = Counter(p for p, _ in drawn)
     assert sorted(p for p, y in drawn if y == 1) == sorted(f"pos{i}" for i in range(20))
     negatives = [p for p, y in drawn if y == 0]
     assert len(negatives) == len(set(negatives)) < 100  # a subset of the 200, none twice
     assert streaming.epoch_size(frame["label"], "undersample") == 40 and streaming.epoch_size(frame["label"], "oversample") == 400
-    assert counts  # drawn at all
 
 
 def test_natural_balance_shuffles_each_image_exactly_once_per_epoch() -> None:
