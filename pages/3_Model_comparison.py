@@ -220,7 +220,7 @@ if history is None:
 else:
     history = history.reset_index(drop=True)
     history["step"] = range(1, len(history) + 1)
-    for metric_name, title in (("loss", "Loss"), ("auc", "ROC AUC")):
+    for column_slot, (metric_name, title) in zip(st.columns(2), (("loss", "Loss"), ("auc", "ROC AUC"))):
         columns = [c for c in (metric_name, f"val_{metric_name}") if c in history.columns]
         if not columns:
             continue
@@ -232,7 +232,7 @@ else:
             starts = history.groupby("stage", sort=False)["step"].min()
             for stage, step in starts.items():
                 fig.add_vline(x=step - 0.5, line_dash="dot", annotation_text=str(stage), annotation_position="top left")
-        st.plotly_chart(fig, key=f"history_{metric_name}")
+        column_slot.plotly_chart(fig, key=f"history_{metric_name}")
 markdown = registry.load_card_markdown(detail)
 with st.expander(f"Model card: {detail.display_name}", expanded=False):
     if markdown:
