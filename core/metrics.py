@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal
 
 import numpy as np
@@ -112,7 +113,7 @@ def _metrics_from_counts(
 # --------------------------------------------------------------------------------------------------
 # Vectorised threshold sweep
 # --------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ThresholdSweep:
     """Confusion counts at every threshold of one (y_true, scores) pair, built once in O(n log n).
 
@@ -169,18 +170,19 @@ class ThresholdSweep:
     @property
     def thresholds(self) -> np.ndarray:
         """Distinct scores, descending (n_distinct,); calling positive at >= each."""
-        return self._distinct()[0]
+        return self._distinct[0]
 
     @property
     def tp(self) -> np.ndarray:
         """True positives at each of `thresholds` (n_distinct,)."""
-        return self._distinct()[1]
+        return self._distinct[1]
 
     @property
     def fp(self) -> np.ndarray:
         """False positives at each of `thresholds` (n_distinct,)."""
-        return self._distinct()[2]
+        return self._distinct[2]
 
+    @cached_property
     def _distinct(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Distinct thresholds (descending) with tp/fp there."""
         s = self.sorted_scores
@@ -200,7 +202,7 @@ class ThresholdSweep:
         The first row's threshold is just above the highest score (nothing called positive).
         """
         _check_prevalence(prevalence)
-        thresholds, tp, fp = self._distinct()
+        thresholds, tp, fp = self._distinct
         top = np.nextafter(thresholds[0], np.inf) if thresholds.size else 0.5
         thresholds = np.concatenate(([top], thresholds))
         tp = np.concatenate(([0], tp)).astype(np.int64)
