@@ -326,8 +326,11 @@ def score_files(scorer: Scorer, files: Iterable[Path], *, threshold: float | Non
     if heatmap_dir is not None:
         from core import explain
 
-        heatmap_dir.mkdir(parents=True, exist_ok=True)
-        explainer = explain.GradCam(scorer.model)
+        try:
+            explainer = explain.gradcam_for(scorer.model)
+            heatmap_dir.mkdir(parents=True, exist_ok=True)
+        except ValueError as error:  # e.g. a dense model has no convolution to explain
+            logger.warning("No heatmaps for %s: %s", scorer.name, error)
     for chunk in _batched(files, batch_size):
         rows: list[dict] = []
         good: list[tuple[dict, Any]] = []
@@ -349,20 +352,20 @@ def score_files(scorer: Scorer, files: Iterable[Path], *, threshold: float | Non
         if good:
             inputs = np.stack([scorer.prepare(decoded) for _, decoded in good])
             probabilities = scorer.predict_batch(inputs)
+            cams = explainer.heatmaps(inputs) if explainer is not None else None  # one backward pass per batch
             for index, ((row, decoded), probability) in enumerate(zip(good, probabilities)):
                 row.update(probability=f"{float(probability):.6f}", decision=decision_label(float(probability), threshold))
-                if explainer is not None:
-                    row["heatmap"] = str(_write_heatmap(explainer, inputs[index], decoded.pixels, Path(row["file"]), heatmap_dir))
+                if cams is not None:
+                    row["heatmap"] = str(_write_heatmap(cams[index], decoded.pixels, Path(row["file"]), heatmap_dir))
         yield from rows
 
 
-def _write_heatmap(explainer: Any, model_input: np.ndarray, pixels: np.ndarray, source: Path, heatmap_dir: Path) -> Path:
-    """Write the Grad-CAM overlay of one image as PNG at its original resolution; return its path."""
+def _write_heatmap(cam: np.ndarray, pixels: np.ndarray, source: Path, heatmap_dir: Path) -> Path:
+    """Write the Grad-CAM overlay (cam (h, w) in [0, 1]) of one image as PNG at its original resolution; return its path."""
     import cv2
 
     from core import explain
 
-    cam = explainer.heatmaps(model_input[None])[0]
     overlay_rgb = explain.overlay(pixels, cam, opacity=0.45)
     import hashlib
 
