@@ -333,7 +333,16 @@ def index_nih(root: str | os.PathLike, *, test_fraction: float = NIH_TEST_FRACTI
         frame["split"] = np.where(np.isin(names, list(test_names)), "test", "train")
         crossing = set(frame.loc[frame["split"] == "test", "patient"]) & set(frame.loc[frame["split"] == "train", "patient"])
         if crossing:
-            logger.warning("%d patients appear in both the official NIH train and test lists", len(crossing))
+            examples = ", ".join(sorted(crossing)[:5])
+            raise ValueError(
+                f"{len(crossing)} patient(s) (e.g. {examples}) have films in both {NIH_TRAIN_LIST} and {NIH_TEST_LIST}, "
+                "so the official split would leak patients between training and test. Fix the lists, or remove both "
+                "files to get a patient-grouped split instead."
+            )
+        logger.info(
+            "Official NIH lists: %d train/validation and %d test images; no patient is in both",
+            int((frame["split"] == "train").sum()), int((frame["split"] == "test").sum()),
+        )
     else:
         frame["split"] = "train"
         held_out = _grouped_holdout(frame["label"].to_numpy(), frame["patient"].to_numpy(), test_fraction, seed)

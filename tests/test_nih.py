@@ -89,8 +89,7 @@ def test_wrong_format_is_refused_with_a_clear_message(data_root: Path, tmp_path:
 
 
 def test_a_patient_in_both_official_lists_is_refused(data_root: Path, tmp_path: Path) -> None:
-    """Gap in core.data (helper A, see /tmp/defects_G.md): index_nih only logs a warning when a patient crosses
-    the official lists; training on such a folder must stop with a message naming the patient."""
+    """A patient in both official lists would leak: indexing stops with a message naming the patient."""
     root = make_nih_fixture(data_root, tmp_path / "nih", crossing_patient=True)
     with pytest.raises(ValueError, match="10019"):
         data.index_nih(root)
