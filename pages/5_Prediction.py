@@ -6,8 +6,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import config, registry
+from core import config, explain, ood, registry
 from core import predict as scoring
+from core.imaging import decode_xray
 
 config.quiet_tensorflow()
 
@@ -22,8 +23,6 @@ def load_scorer(model_dir: str) -> scoring.Scorer:
 @st.cache_resource(show_spinner=False)
 def load_guard(model_dir: str):
     """The model's out-of-distribution calibration (None when it has none)."""
-    from core import ood
-
     return ood.load_calibration(model_dir)
 
 
@@ -36,9 +35,6 @@ def score_files(model_dir: str, files: tuple[tuple[str, bytes], ...], threshold:
 @st.cache_data(show_spinner="Computing the heatmap…", max_entries=64)
 def explain_image(model_dir: str, name: str, data: bytes, method: str, target: str):
     """Heatmap (H, W) in [0, 1] at the model input resolution for one file."""
-    from core import explain
-    from core.imaging import decode_xray
-
     scorer = load_scorer(model_dir)
     return explain.explain(scorer.model, scorer.prepare(decode_xray(data, name=name)), method=method, target=target)
 
@@ -46,9 +42,6 @@ def explain_image(model_dir: str, name: str, data: bytes, method: str, target: s
 @st.cache_data(show_spinner="Testing the heatmap's faithfulness (one model pass per deletion step)…", max_entries=64)
 def deletion_test(model_dir: str, name: str, data: bytes, method: str, target: str):
     """The deletion curve of the heatmap of one file."""
-    from core import explain
-    from core.imaging import decode_xray
-
     scorer = load_scorer(model_dir)
     heatmap = explain_image(model_dir, name, data, method, target)
     return explain.deletion_curve(scorer.predict_batch, scorer.prepare(decode_xray(data, name=name)), heatmap, target=target)
@@ -57,9 +50,6 @@ def deletion_test(model_dir: str, name: str, data: bytes, method: str, target: s
 @st.cache_data(show_spinner="Checking whether the image looks like the training X-rays…", max_entries=64)
 def check_distribution(model_dir: str, name: str, data: bytes):
     """The out-of-distribution verdict for one file, or None when the model has no calibration."""
-    from core import ood
-    from core.imaging import decode_xray
-
     calibration = load_guard(model_dir)
     if calibration is None:
         return None
@@ -158,8 +148,6 @@ elif guard.flagged:
     st.warning(guard.message(), icon="⚠️")
 else:
     st.caption("Out-of-distribution guard: the image looks like the validation X-rays this model was checked on.")
-
-from core import explain  # noqa: E402  (TensorFlow-backed; loaded only once a file is scored)
 
 has_conv = bool(explain.conv_layers(load_scorer(model_dir).model))
 methods = list(explain.METHODS) if has_conv else ["smoothgrad"]

@@ -6,8 +6,9 @@ import math
 
 import streamlit as st
 
-from core import config, registry
+from core import config, explain, registry
 from core import predict as scoring
+from core.imaging import InvalidImageError, decode_xray
 
 config.quiet_tensorflow()
 
@@ -31,9 +32,6 @@ def read_sample(path: str) -> bytes:
 @st.cache_data(show_spinner="Computing the layer's feature maps…", max_entries=32)
 def feature_maps(model_dir: str, name: str, data: bytes, layer: str):
     """(activations (h, w, c), grey pixels of the input) for one file and layer."""
-    from core import explain
-    from core.imaging import decode_xray
-
     scorer = load_scorer(model_dir)
     decoded = decode_xray(data, name=name)
     return explain.layer_activations(scorer.model, layer, scorer.prepare(decoded)), decoded.pixels
@@ -42,8 +40,6 @@ def feature_maps(model_dir: str, name: str, data: bytes, layer: str):
 @st.cache_data(show_spinner="Running gradient ascent for each filter…", max_entries=32)
 def filter_images(model_dir: str, layer: str, filters: tuple[int, ...], steps: int):
     """Activation-maximisation images (k, H, W) in [0, 1]."""
-    from core import explain
-
     return explain.filter_visualisations(load_scorer(model_dir).model, layer, filters, steps=steps)
 
 
@@ -70,9 +66,6 @@ else:
     samples = scoring.gallery(st.session_state.get("data_root"))
     item = samples[[s.label for s in samples].index(st.selectbox("Sample", [s.label for s in samples], key="activation_sample"))]
     name, data = item.path.name, read_sample(str(item.path))
-
-from core import explain  # noqa: E402  (TensorFlow-backed; loaded only when a model is used)
-from core.imaging import InvalidImageError, decode_xray  # noqa: E402
 
 try:
     decode_xray(data, name=name)
