@@ -126,46 +126,87 @@ st.markdown(
 _MARGIN = {"l": 10, "r": 10, "t": 40, "b": 10}
 
 
-def _curve_figure(title: str, x: pd.Series, y: pd.Series, point: tuple[float, float], x_title: str, y_title: str,
-                  *, step: bool = False) -> go.Figure:
-    spec = {
-        "data": [
-            {"type": "scatter", "x": x.to_numpy(), "y": y.to_numpy(), "mode": "lines",
-             "line": {"shape": "hv" if step else "linear"}, "name": title},
-            {"type": "scatter", "x": [point[0]], "y": [point[1]], "mode": "markers",
-             "marker": {"size": 14, "color": "crimson"}, "name": "current threshold"},
-        ],
-        "layout": {
-            "title": {"text": title}, "height": 330, "showlegend": False, "margin": _MARGIN,
-            "xaxis": {"title": {"text": x_title}, "range": [-0.02, 1.02]},
-            "yaxis": {"title": {"text": y_title}, "range": [-0.02, 1.02]},
-        },
-    }
-    return go.Figure(spec, _validate=False)
-
-
-def _histogram_figure(histogram: pd.DataFrame, threshold: float) -> go.Figure:
-    centres = ((histogram["bin_left"] + histogram["bin_right"]) / 2).to_numpy()
-    width = float(histogram["bin_right"].iat[0] - histogram["bin_left"].iat[0])
-    bars = [
-        {"type": "bar", "x": centres, "y": histogram[name].to_numpy(), "width": width, "name": name,
-         "marker": {"color": color}, "opacity": 0.6}
-        for name, color in zip(config.CLASS_NAMES, ("steelblue", "darkorange"))
+def _live_figure(view: dict, at: dict, threshold: float) -> go.Figure:
+    """One figure, three panels (one chart to redraw per move): ROC and PR with the current point, score histogram."""
+    name = SPLIT_NAMES[split]
+    domains = ([0.0, 0.29], [0.355, 0.645], [0.71, 1.0])
+    point = {"mode": "markers", "marker": {"size": 13, "color": "crimson"}, "name": "current threshold"}
+    hist = view["histogram"]
+    centres = ((hist["bin_left"] + hist["bin_right"]) / 2).to_numpy()
+    width = float(hist["bin_right"].iat[0] - hist["bin_left"].iat[0])
+    data = [
+        {"type": "scatter", "x": view["roc"]["fpr"].to_numpy(), "y": view["roc"]["tpr"].to_numpy(), "mode": "lines",
+         "name": "ROC", "line": {"color": "#1f6feb"}, "xaxis": "x", "yaxis": "y"},
+        {"type": "scatter", "x": [1 - at["specificity"]], "y": [at["recall"]], "xaxis": "x", "yaxis": "y", **point},
+        {"type": "scatter", "x": view["pr"]["recall"].to_numpy(), "y": view["pr"]["precision"].to_numpy(),
+         "mode": "lines", "line": {"shape": "hv", "color": "#1f6feb"}, "name": "PR", "xaxis": "x2", "yaxis": "y2"},
+        {"type": "scatter", "x": [at["recall"]], "y": [at["precision"]], "xaxis": "x2", "yaxis": "y2", **point},
+    ] + [
+        {"type": "bar", "x": centres, "y": hist[label].to_numpy(), "width": width, "name": label, "opacity": 0.6,
+         "marker": {"color": color}, "xaxis": "x3", "yaxis": "y3"}
+        for label, color in zip(config.CLASS_NAMES, ("steelblue", "darkorange"))
     ]
-    spec = {
-        "data": bars,
-        "layout": {
-            "barmode": "overlay", "title": {"text": f"Scores by true class ({SPLIT_NAMES[split]})"}, "height": 330,
-            "margin": _MARGIN, "legend": {"orientation": "h", "y": -0.25},
-            "xaxis": {"title": {"text": "Predicted probability of pneumonia"}},
-            "yaxis": {"title": {"text": "Images"}},
-            "shapes": [{"type": "line", "x0": threshold, "x1": threshold, "y0": 0, "y1": 1, "yref": "paper",
-                        "line": {"color": "crimson", "width": 3}}],
-            "annotations": [{"x": threshold, "y": 1, "yref": "paper", "yanchor": "bottom", "showarrow": False,
-                             "text": f"threshold {threshold:.3f}"}],
-        },
+    titles = (f"ROC ({name}, AUC {view['auc']:.3f})", f"Precision–recall ({name}, AP {view['ap']:.3f})",
+              f"Scores by true class ({name})")
+    layout = {
+        "height": 360, "barmode": "overlay", "margin": {"l": 10, "r": 10, "t": 40, "b": 10},
+        "legend": {"orientation": "h", "x": 0.71, "y": -0.22},
+        "annotations": [
+            {"text": f"<b>{title}</b>", "x": sum(d) / 2, "y": 1.0, "xref": "paper", "yref": "paper",
+             "xanchor": "center", "yanchor": "bottom", "showarrow": False}
+            for title, d in zip(titles, domains)
+        ] + [{"x": threshold, "y": 1, "xref": "x3", "yref": "y3 domain", "yanchor": "bottom", "showarrow": False,
+              "text": f"threshold {threshold:.3f}"}],
+        "shapes": [{"type": "line", "x0": threshold, "x1": threshold, "y0": 0, "y1": 1, "xref": "x3",
+                    "yref": "y3 domain", "line": {"color": "crimson", "width": 3}}],
     }
-    return go.Figure(spec, _validate=False)
+    axes = (("1 − specificity", "Sensitivity"), ("Recall", "Precision"), ("Predicted probability of pneumonia", "Images"))
+    for i, (domain, (x_title, y_title)) in enumerate(zip(domains, axes), start=1):
+        suffix = "" if i == 1 else str(i)
+        layout[f"xaxis{suffix}"] = {"domain": domain, "anchor": f"y{suffix}", "title": {"text": x_title},
+                                    "range": [-0.02, 1.02]}
+        layout[f"yaxis{suffix}"] = {"anchor": f"x{suffix}", "title": {"text": y_title}}
+        if i < 3:
+            layout[f"yaxis{suffix}"]["range"] = [-0.02, 1.02]
+    layout["showlegend"] = True
+    for trace in data:
+        trace["showlegend"] = trace["type"] == "bar"
+    return go.Figure({"data": data, "layout": layout}, _validate=False)
+
+
+def _population_panel(at: dict, threshold: float) -> None:
+    """Prevalence control, re-weighted PPV/NPV and natural frequencies per 1,000 screened."""
+    st.markdown("##### What it means for a screened population")
+    own = sweep.prevalence
+    choice = st.radio(
+        "Prevalence of pneumonia in the population screened",
+        list(PREVALENCE_PRESETS),
+        format_func=lambda k: f"This split's own ({own:.1%})" if k == "split" else PREVALENCE_LABELS[k],
+        horizontal=True,
+        key="explorer_prevalence",
+    )
+    if choice == "custom":
+        prevalence = st.number_input("Prevalence (%)", 0.1, 99.9, value=2.0, step=0.1, key="explorer_custom") / 100
+    else:
+        prevalence = PREVALENCE_PRESETS[choice] or own
+    weighted = sweep.at(threshold, prevalence=prevalence)
+    freq = metrics.per_population(at["recall"], at["specificity"], prevalence, population=1000)
+    who = "children screened" if choice == "split" else "people screened"
+    with st.container(border=True):
+        st.markdown(
+            f"Per **1,000 {who}** at {prevalence:.1%} prevalence: **{freq['caught']:.0f}** cases caught, "
+            f"**{freq['missed']:.0f}** missed, **{freq['false_alarms']:.0f}** false alarms "
+            f"(of {freq['flagged']:.0f} flagged)."
+        )
+        a, b = st.columns(2)
+        a.metric(f"PPV at {prevalence:.1%} prevalence", f"{weighted['precision']:.3f}",
+                 help="Chance that a flagged X-ray really shows pneumonia")
+        b.metric(f"NPV at {prevalence:.1%} prevalence", f"{weighted['npv']:.3f}",
+                 help="Chance that a cleared X-ray really is normal")
+        st.caption(
+            f"Sensitivity and specificity measured on the {SPLIT_NAMES[split]} split (paediatric X-rays from one "
+            "centre), re-weighted to this prevalence with Bayes' rule. Adults are outside what this model was trained on."
+        )
 
 
 @st.fragment
@@ -200,57 +241,17 @@ def explorer() -> None:
     cols[4].metric("F1", f"{at['f1']:.3f}")
     cols[5].metric("Accuracy", f"{at['accuracy']:.3f}")
 
-    matrix, curves = st.columns([1, 2])
+    st.plotly_chart(_live_figure(view, at, threshold), key="live_curves")
+    st.caption("Red: the current threshold on the ROC and precision–recall curves and among the scores of both classes.")
+
+    matrix, population = st.columns([1, 2])
     with matrix:
         st.markdown(f"Confusion matrix ({SPLIT_NAMES[split]})")
         st.table(metrics.confusion_frame_from_counts(at))
         with st.expander("All numbers"):
             st.table(pd.DataFrame([at]).T.rename(columns={0: SPLIT_NAMES[split]}))
-    with curves:
-        roc, pr = st.columns(2)
-        roc.plotly_chart(
-            _curve_figure(f"ROC ({SPLIT_NAMES[split]}, AUC {view['auc']:.3f})", view["roc"]["fpr"], view["roc"]["tpr"],
-                          (1 - at["specificity"], at["recall"]), "1 − specificity", "Sensitivity"),
-            key="roc_live",
-        )
-        pr.plotly_chart(
-            _curve_figure(f"Precision–recall ({SPLIT_NAMES[split]}, AP {view['ap']:.3f})", view["pr"]["recall"],
-                          view["pr"]["precision"], (at["recall"], at["precision"]), "Recall", "Precision", step=True),
-            key="pr_live",
-        )
-    st.plotly_chart(_histogram_figure(view["histogram"], threshold), key="histogram_live")
-
-    st.markdown("##### What it means for a screened population")
-    own = sweep.prevalence
-    choice = st.radio(
-        "Prevalence of pneumonia in the population screened",
-        list(PREVALENCE_PRESETS),
-        format_func=lambda k: f"This split's own ({own:.1%})" if k == "split" else PREVALENCE_LABELS[k],
-        horizontal=True,
-        key="explorer_prevalence",
-    )
-    if choice == "custom":
-        prevalence = st.number_input("Prevalence (%)", 0.1, 99.9, value=2.0, step=0.1, key="explorer_custom") / 100
-    else:
-        prevalence = PREVALENCE_PRESETS[choice] or own
-    weighted = sweep.at(threshold, prevalence=prevalence)
-    freq = metrics.per_population(at["recall"], at["specificity"], prevalence, population=1000)
-    who = "children screened" if choice == "split" else "people screened"
-    with st.container(border=True):
-        st.markdown(
-            f"Per **1,000 {who}** at {prevalence:.1%} prevalence: **{freq['caught']:.0f}** cases caught, "
-            f"**{freq['missed']:.0f}** missed, **{freq['false_alarms']:.0f}** false alarms "
-            f"(of {freq['flagged']:.0f} flagged)."
-        )
-        a, b = st.columns(2)
-        a.metric(f"PPV at {prevalence:.1%} prevalence", f"{weighted['precision']:.3f}",
-                 help="Chance that a flagged X-ray really shows pneumonia")
-        b.metric(f"NPV at {prevalence:.1%} prevalence", f"{weighted['npv']:.3f}",
-                 help="Chance that a cleared X-ray really is normal")
-        st.caption(
-            f"Sensitivity and specificity measured on the {SPLIT_NAMES[split]} split (paediatric X-rays from one "
-            "centre), re-weighted to this prevalence with Bayes' rule. Adults are outside what this model was trained on."
-        )
+    with population:
+        _population_panel(at, threshold)
 
 
 explorer()
