@@ -19,7 +19,7 @@ PREVALENCE_PRESETS = {
 PREVALENCE_LABELS = {
     "1%": "1% — adult screening population (like NIH ChestX-ray14)",
     "5%": "5%",
-    "10%": "10% — children with cough and fever in primary care (rough)",
+    "10%": "10%",
     "custom": "Custom…",
 }
 SLIDER_KEY = "threshold"
@@ -155,8 +155,8 @@ def _live_figure(view: dict, at: dict, threshold: float) -> go.Figure:
             {"text": f"<b>{title}</b>", "x": sum(d) / 2, "y": 1.0, "xref": "paper", "yref": "paper",
              "xanchor": "center", "yanchor": "bottom", "showarrow": False}
             for title, d in zip(titles, domains)
-        ] + [{"x": threshold, "y": 1, "xref": "x3", "yref": "y3 domain", "yanchor": "bottom", "showarrow": False,
-              "text": f"threshold {threshold:.3f}"}],
+        ] + [{"x": threshold, "y": 0.97, "xref": "x3", "yref": "y3 domain", "yanchor": "top", "xanchor": "left",
+              "xshift": 4, "showarrow": False, "font": {"color": "crimson"}, "text": f"threshold {threshold:.3f}"}],
         "shapes": [{"type": "line", "x0": threshold, "x1": threshold, "y0": 0, "y1": 1, "xref": "x3",
                     "yref": "y3 domain", "line": {"color": "crimson", "width": 3}}],
     }
