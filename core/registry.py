@@ -93,6 +93,19 @@ def list_models(models_dir: Path | str | None = None) -> list[ModelEntry]:
     return entries
 
 
+def models_signature(models_dir: Path | str | None = None) -> tuple[tuple[str, int, int], ...]:
+    """(relative path, mtime in ns, size) of every file in the listed model folders: a cheap cache key (stat only)."""
+    root = Path(models_dir) if models_dir is not None else config.models_dir()
+    if not root.is_dir():
+        return ()
+    signature = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for file in sorted(folder.iterdir()):
+            stat = file.stat()
+            signature.append((f"{folder.name}/{file.name}", stat.st_mtime_ns, stat.st_size))
+    return tuple(signature)
+
+
 def get_model(name: str, models_dir: Path | str | None = None) -> ModelEntry:
     """The entry of the model folder `name` (available or not); raise if there is no such folder."""
     root = Path(models_dir) if models_dir is not None else config.models_dir()
@@ -199,6 +212,13 @@ def load_predictions(entry: ModelEntry | Path | str, split: str | None = None) -
     if absent:
         raise ModelUnavailableError(f"{PREDICTIONS_FILE} has no rows for split(s) {', '.join(absent)}; rerun the evaluation.")
     frame = frame.assign(label=label.astype(np.int8), score=score.astype(np.float64))
+    for name in REQUIRED_SPLITS:
+        classes = frame.loc[frame["split"] == name, "label"].nunique()
+        if classes < 2:
+            raise ModelUnavailableError(
+                f"{PREDICTIONS_FILE}: the {name} split holds one class only; thresholds, AUC and CIs need both "
+                "NORMAL and PNEUMONIA images. Re-run the evaluation on the full split."
+            )
     if split is not None:
         if split not in KNOWN_SPLITS:
             raise ValueError(f"split must be one of {', '.join(KNOWN_SPLITS)}; got {split!r}.")

@@ -27,8 +27,9 @@ def _stamp(entry: registry.ModelEntry) -> float:
     return max((f.stat().st_mtime for f in files if f.exists()), default=0.0)
 
 
-@st.cache_data(show_spinner=False, ttl=60)
-def list_models(models_dir: str) -> list[registry.ModelEntry]:
+@st.cache_data(show_spinner=False)
+def list_models(models_dir: str, signature: tuple) -> list[registry.ModelEntry]:
+    """The model list, recomputed whenever a file in a model folder changes (signature = names, times, sizes)."""
     return registry.list_models(models_dir)
 
 
@@ -84,7 +85,7 @@ st.caption(
 )
 
 models_dir = str(config.models_dir())
-entries = list_models(models_dir)
+entries = list_models(models_dir, registry.models_signature(models_dir))
 ready = [e for e in entries if e.available]
 broken = [e for e in entries if not e.available]
 
@@ -103,7 +104,15 @@ split_name = SPLIT_NAMES[split]
 
 # --- Table -------------------------------------------------------------------------------------
 st.subheader(f"Metrics on the {split_name} split, each at its validation-chosen threshold (95% CI)")
-rows = [summary_row(e, str(e.path), _stamp(e), split) for e in ready]
+rows = []
+for entry in list(ready):
+    try:
+        rows.append(summary_row(entry, str(entry.path), _stamp(entry), split))
+    except registry.ModelUnavailableError as exc:  # the folder changed since it was listed
+        st.error(f"{entry.display_name} cannot be read right now: {exc}")
+        ready.remove(entry)
+if not rows:
+    st.stop()
 table = pd.DataFrame(rows)
 best = registry.best_models(table)
 display_names = dict(zip(table["model"], table["display_name"]))

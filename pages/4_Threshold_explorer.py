@@ -32,8 +32,9 @@ def _stamp(entry: registry.ModelEntry) -> float:
     return max((f.stat().st_mtime for f in files if f.exists()), default=0.0)
 
 
-@st.cache_data(show_spinner=False, ttl=60)
-def list_models(models_dir: str) -> list[registry.ModelEntry]:
+@st.cache_data(show_spinner=False)
+def list_models(models_dir: str, signature: tuple) -> list[registry.ModelEntry]:
+    """The model list, recomputed whenever a file in a model folder changes (signature = names, times, sizes)."""
     return registry.list_models(models_dir)
 
 
@@ -71,7 +72,7 @@ st.caption(
 )
 
 models_dir = str(config.models_dir())
-entries = list_models(models_dir)
+entries = list_models(models_dir, registry.models_signature(models_dir))
 ready = [e for e in entries if e.available]
 for entry in (e for e in entries if not e.available):
     st.caption(f":gray[Unavailable: {entry.name} — {entry.reason}]")
@@ -93,10 +94,16 @@ split = right.radio(
     "Numbers from the split", ["test", "val"], format_func=SPLIT_NAMES.get, horizontal=True, key="explorer_split"
 )
 entry = next(e for e in ready if e.name == model_name)
-view = split_view(str(entry.path), _stamp(entry), split)
+try:
+    view = split_view(str(entry.path), _stamp(entry), split)
+    presets, n_val = validation_presets(str(entry.path), _stamp(entry))
+except registry.ModelUnavailableError as exc:  # the folder changed since it was listed
+    st.error(f"{entry.display_name} cannot be read right now: {exc}")
+    st.stop()
 sweep: metrics.ThresholdSweep = view["sweep"]
-presets, n_val = validation_presets(str(entry.path), _stamp(entry))
 presets = {"Model's own": entry.threshold, **presets}
+# A rule can land just above the highest score (nothing called positive); let the slider reach it.
+slider_max = max(1.0, *presets.values())
 preset_help = {
     "Model's own": f"The model card's operating point: {entry.threshold_rule} (chosen on {entry.threshold_split}).",
     "F1-best": "Highest F1 on validation.",
@@ -218,7 +225,7 @@ def explorer() -> None:
             st.button(f"{label} · {value:.3f}", key=f"preset_{label}", on_click=_set_threshold, args=(value,),
                       help=preset_help.get(label, f"{label} on validation (highest such threshold)."))
     threshold = st.slider(
-        "Threshold: call PNEUMONIA when the probability is at least…", 0.0, 1.0, step=0.001, format="%.3f",
+        "Threshold: call PNEUMONIA when the probability is at least…", 0.0, slider_max, step=0.001, format="%.3f",
         key=SLIDER_KEY,
     )
     preset_name = next((label for label, value in presets.items() if value == threshold), None)

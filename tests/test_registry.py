@@ -96,6 +96,9 @@ def models_root(tmp_path: Path) -> Path:
     (root / "bad-scores" / registry.PREDICTIONS_FILE).write_text("path,split,label,score\na.jpeg,val,1,oops\n")
     write_model_folder(root, "wrong-columns", seed=7)
     (root / "wrong-columns" / registry.PREDICTIONS_FILE).write_text("file,prob\na.jpeg,0.3\n")
+    write_model_folder(root, "one-class-val", seed=9)
+    frame = pd.read_csv(root / "one-class-val" / registry.PREDICTIONS_FILE)
+    frame[(frame["split"] != "val") | (frame["label"] == 1)].to_csv(root / "one-class-val" / registry.PREDICTIONS_FILE, index=False)
     write_model_folder(root, ".tmp-half-written", seed=8)
     (root / "README.txt").write_text("not a model")
     return root
@@ -103,7 +106,9 @@ def models_root(tmp_path: Path) -> Path:
 
 def test_list_models_marks_broken_folders_and_keeps_the_rest(models_root: Path) -> None:
     entries = {e.name: e for e in registry.list_models(models_root)}
-    assert sorted(entries) == ["also-good", "bad-json", "bad-scores", "good", "no-predictions", "truncated", "wrong-columns"]
+    assert sorted(entries) == [
+        "also-good", "bad-json", "bad-scores", "good", "no-predictions", "one-class-val", "truncated", "wrong-columns"
+    ]
     assert entries["good"].available and entries["also-good"].available
     assert entries["good"].display_name == "Fixture good"
     assert entries["good"].threshold == json.loads((models_root / "good" / "card.json").read_text())["threshold"]["value"]
@@ -114,6 +119,7 @@ def test_list_models_marks_broken_folders_and_keeps_the_rest(models_root: Path) 
         "truncated": "damaged or truncated",
         "bad-scores": "probability in [0, 1]",
         "wrong-columns": "lacks column(s) path, split, label, score",
+        "one-class-val": "the val split holds one class only",
     }
     for name, words in expected_reason.items():
         assert not entries[name].available, name
@@ -181,3 +187,12 @@ def test_load_keras_model_round_trip_and_damaged_files(tmp_path: Path) -> None:
     (folder / "model.keras").unlink()
     with pytest.raises(registry.ModelUnavailableError, match="missing"):
         registry.load_keras_model(folder)
+
+
+def test_models_signature_changes_when_a_file_changes(models_root: Path) -> None:
+    before = registry.models_signature(models_root)
+    assert before == registry.models_signature(models_root)
+    assert not any(path.startswith(".tmp") for path, _, _ in before)
+    (models_root / "good" / "card.md").write_text("# Fixture good, edited\n")
+    assert registry.models_signature(models_root) != before
+    assert registry.models_signature(models_root / "nowhere") == ()

@@ -167,3 +167,25 @@ def test_page_does_not_import_tensorflow(models_root: Path) -> None:
     result = subprocess.run([sys.executable, "-c", script], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "TF_ABSENT" in result.stdout
+
+
+def test_saturated_scores_preset_above_one_and_single_class_validation(models_root: Path) -> None:
+    """A rule that lands just above a score of 1.0 works; a one-class validation split makes the model unavailable."""
+    path = models_root / "alpha" / "predictions.csv"
+    frame = pd.read_csv(path)
+    val_normal = frame.index[(frame["split"] == "val") & (frame["label"] == 0)]
+    frame.loc[val_normal[: len(val_normal) // 5], "score"] = 1.0  # 20% of normals saturate: spec >= 90% is unreachable
+    frame.to_csv(path, index=False)
+    at = _open_page()
+    button = next(b for b in at.button if b.label.startswith("Specificity ≥ 90%"))
+    button.click().run()
+    assert not at.exception, at.exception
+    assert at.slider(key="threshold").value > 1.0
+    assert _metric(at, "Recall (sensitivity)") == "0.000"  # nothing is called positive above every score
+
+    frame = frame[(frame["split"] != "val") | (frame["label"] == 1)]
+    frame.to_csv(path, index=False)
+    at = _open_page()
+    assert not at.exception, at.exception
+    assert any("alpha" in c.value and "one class only" in c.value for c in at.caption)
+    assert at.selectbox(key="explorer_model").options == ["Fixture beta"]
