@@ -101,6 +101,11 @@ if not ready:
 show_val = st.toggle("Show the validation split instead of test", value=False, key="comparison_show_val")
 split = "val" if show_val else "test"
 split_name = SPLIT_NAMES[split]
+if show_val:
+    st.warning(
+        "Validation numbers are optimistic: each model's threshold (and its training choices) were made on this "
+        "split. Judge models on TEST."
+    )
 
 # --- Table -------------------------------------------------------------------------------------
 st.subheader(f"Metrics on the {split_name} split, each at its validation-chosen threshold (95% CI)")
