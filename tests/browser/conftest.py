@@ -43,3 +43,20 @@ def artifacts_dir() -> Path:
     """tests/artifacts/ (gitignored): screenshots written by browser tests."""
     ARTIFACTS_DIR.mkdir(exist_ok=True)
     return ARTIFACTS_DIR
+
+
+# --- added by the dashboard browser tests (helper F): one server for the whole session ---------------------------
+@pytest.fixture(scope="session")
+def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """The dashboard served like `make serve` on a free 127.0.0.1 port (real models/ and data); its log is searchable."""
+    from tests.browser.server import DashboardServer
+
+    server = DashboardServer(log_path=tmp_path_factory.mktemp("server") / "streamlit.log")
+    try:
+        server.start()
+    except RuntimeError as error:
+        pytest.fail(str(error))
+    try:
+        yield server
+    finally:
+        server.stop()
