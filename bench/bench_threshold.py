@@ -2,7 +2,9 @@
 
 1. All threshold metrics for 100k scores at a new threshold: `ThresholdSweep.at` (built once) against
    `sklearn.metrics.precision_recall_fscore_support` (and a plain NumPy count) on the same data, side by side.
-2. Server-side time from a slider change to the finished rerun of the threshold page, via AppTest.
+2. Bootstrap CIs: `summarize_with_ci` (vectorised statistic inside scipy.stats.bootstrap) against a loop of
+   scikit-learn calls per resample.
+3. Server-side time from a slider change to the finished rerun of the threshold page, via AppTest.
    AppTest reruns the whole page script (it does not scope a rerun to the fragment), so this is an upper
    bound of the fragment rerun; bench_threshold_browser.py measures the real fragment round trip.
 
@@ -63,9 +65,12 @@ def bench_sweep() -> dict:
     sweep_s = _median_seconds(sweep.at, thresholds, 5000)
     sklearn_s = _median_seconds(with_sklearn, thresholds, 60)
     numpy_s = _median_seconds(with_numpy, thresholds, 200)
-    start = time.perf_counter()
-    table = sweep.table()
-    table_s = time.perf_counter() - start
+    table_times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        table = sweep.table()
+        table_times.append(time.perf_counter() - start)
+    table_s = statistics.median(table_times)
     return {
         "n_scores": N_SCORES,
         "sweep_build_ms": build * 1e3,
@@ -76,6 +81,41 @@ def bench_sweep() -> dict:
         "speedup_vs_numpy_recount": numpy_s / sweep_s,
         "all_distinct_thresholds_table_ms": table_s * 1e3,
         "distinct_thresholds": int(len(table) - 1),
+    }
+
+
+def bench_bootstrap(n: int = 1500, n_resamples: int = 1000, naive_resamples: int = 100) -> dict:
+    """summarize_with_ci (vectorised, scipy.stats.bootstrap) vs a per-resample scikit-learn loop, per resample."""
+    from sklearn import metrics as skm
+
+    rng = np.random.default_rng(1)
+    y = (rng.random(n) < 0.6).astype(np.int8)
+    s = np.clip(rng.normal(0.35 + 0.3 * y, 0.2), 0.0, 1.0)
+    times = []
+    for seed in range(3):
+        start = time.perf_counter()
+        metrics.summarize_with_ci(y, s, 0.5, n_resamples=n_resamples, seed=seed)
+        times.append(time.perf_counter() - start)
+    vectorised = statistics.median(times)
+
+    neg, pos = s[y == 0], s[y == 1]
+    start = time.perf_counter()
+    for _ in range(naive_resamples):  # the same stratified resampling, one scikit-learn call per metric
+        yb = np.r_[np.zeros(len(neg)), np.ones(len(pos))]
+        sb = np.r_[rng.choice(neg, len(neg)), rng.choice(pos, len(pos))]
+        pred = sb >= 0.5
+        skm.precision_recall_fscore_support(yb, pred, average="binary", zero_division=0.0)
+        skm.confusion_matrix(yb, pred)
+        skm.roc_auc_score(yb, sb)
+        skm.average_precision_score(yb, sb)
+        skm.brier_score_loss(yb, sb)
+    naive = (time.perf_counter() - start) / naive_resamples * n_resamples
+    return {
+        "bootstrap_n_scores": n,
+        "bootstrap_resamples": n_resamples,
+        "summarize_with_ci_s": vectorised,
+        "sklearn_loop_s_extrapolated": naive,
+        "bootstrap_speedup": naive / vectorised,
     }
 
 
@@ -132,6 +172,12 @@ def main() -> None:
         f"({results['speedup_vs_sklearn']:.0f}x) | NumPy recount {results['numpy_metrics_at_threshold_median_ms']:.2f} ms "
         f"({results['speedup_vs_numpy_recount']:.0f}x) | sweep built once in {results['sweep_build_ms']:.1f} ms; "
         f"every metric at all {results['distinct_thresholds']} distinct thresholds in {results['all_distinct_thresholds_table_ms']:.1f} ms"
+    )
+    results.update(bench_bootstrap())
+    print(
+        f"Bootstrap CIs of 9 metrics, {results['bootstrap_resamples']} resamples x {results['bootstrap_n_scores']} scores: "
+        f"summarize_with_ci {results['summarize_with_ci_s']:.2f} s (median of 3) | per-resample scikit-learn loop "
+        f"{results['sklearn_loop_s_extrapolated']:.1f} s (timed on 100 resamples) ({results['bootstrap_speedup']:.0f}x)"
     )
     results.update(bench_apptest())
     results["load_average_1min_after"] = os.getloadavg()[0]  # the machine is shared: context for the times

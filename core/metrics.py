@@ -523,25 +523,31 @@ def _batched_statistics(neg: np.ndarray, pos: np.ndarray, threshold: float) -> n
     tn = n_neg - fp
     m = _metrics_from_counts(tp, fp, tn, fn, prevalence=None, zero_division=0.0)
 
+    # One sort per resample gives both AUCs. Scores descending; tie groups handled exactly as scikit-learn does.
     both = np.concatenate([neg, pos], axis=-1)
-    # ROC AUC = Mann-Whitney U / (P N), ties counted half (average ranks).
-    from scipy.stats import rankdata
-
-    ranks = rankdata(both, axis=-1)
-    auc = (ranks[..., n_neg:].sum(axis=-1) - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
-
-    # Average precision exactly as scikit-learn: sum over distinct thresholds of delta-recall * precision.
-    order = np.argsort(-both, axis=-1, kind="stable")
+    n = both.shape[-1]
+    order = np.argsort(-both, axis=-1)  # order inside a tie group does not matter below
     s_desc = np.take_along_axis(both, order, axis=-1)
     is_pos = order >= n_neg
+    is_neg = ~is_pos
     cum_tp = np.cumsum(is_pos, axis=-1)
-    n = both.shape[-1]
+    cum_fp = np.cumsum(is_neg, axis=-1)
     idx = np.arange(n)
-    # Each position's tie group ends at the next index where the score changes.
+    boundary = s_desc[..., 1:] != s_desc[..., :-1]
     is_end = np.ones(s_desc.shape, dtype=bool)
-    is_end[..., :-1] = s_desc[..., 1:] != s_desc[..., :-1]
-    end_idx = np.where(is_end, idx, n - 1)
-    end_idx = np.flip(np.minimum.accumulate(np.flip(end_idx, axis=-1), axis=-1), axis=-1)
+    is_end[..., :-1] = boundary
+    is_start = np.ones(s_desc.shape, dtype=bool)
+    is_start[..., 1:] = boundary
+    # Last / first index of the tie group of every position.
+    end_idx = np.flip(np.minimum.accumulate(np.flip(np.where(is_end, idx, n - 1), axis=-1), axis=-1), axis=-1)
+    start_idx = np.maximum.accumulate(np.where(is_start, idx, 0), axis=-1)
+
+    # ROC AUC (Mann-Whitney): each positive scores the negatives below it, ties counted half.
+    neg_at_or_above = np.take_along_axis(cum_fp, end_idx, axis=-1)
+    neg_above = np.take_along_axis(cum_fp - is_neg, start_idx, axis=-1)
+    auc = (is_pos * (n_neg - 0.5 * (neg_at_or_above + neg_above))).sum(axis=-1) / (n_pos * n_neg)
+
+    # Average precision: each positive contributes the precision at the end of its tie group.
     precision_at_end = np.take_along_axis(cum_tp, end_idx, axis=-1) / (end_idx + 1.0)
     ap = (is_pos * precision_at_end).sum(axis=-1) / n_pos
 
