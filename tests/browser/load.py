@@ -1,0 +1,121 @@
+"""Concurrent browser sessions against one dashboard server: each uploads its own real X-ray on the Prediction page
+and waits for its probability and Grad-CAM overlay (one chromium, one context per session, asyncio).
+
+Used by tests/browser/test_concurrency_browser.py (correctness) and bench/bench_load.py (latency).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.browser.helpers import FILE_INPUT
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run"]
+
+
+@dataclass
+class SessionResult:
+    """What one browser session saw: the file it uploaded, the probability and heading shown, timings, any error."""
+
+    file: str
+    probability: str | None = None
+    heading: str | None = None
+    overlay_caption: str | None = None
+    images: int = 0
+    seconds: float | None = None
+    error: str | None = None
+    exceptions: list[str] = field(default_factory=list)
+
+
+def conv_model_dir(models_root: Path) -> Path:
+    """The first available model (by name) whose card says it is not an MLP, i.e. one Grad-CAM can explain."""
+    from core import registry
+
+    for entry in registry.list_models(models_root):
+        if entry.available and entry.card.get("architecture") not in (None, "mlp"):
+            return entry.path
+    raise RuntimeError(f"No available convolutional model in {models_root}; train one with `make models`.")
+
+
+def pick_files(data_root: Path, count: int, *, skip: int = 0) -> list[Path]:
+    """`count` real test X-rays alternating NORMAL / PNEUMONIA, spread over the sorted file lists."""
+    normal = sorted((data_root / "test" / "NORMAL").glob("*.jpeg"))
+    pneumonia = sorted((data_root / "test" / "PNEUMONIA").glob("*.jpeg"))
+    files = []
+    for i in range(skip, skip + count):
+        pool = normal if i % 2 == 0 else pneumonia
+        files.append(pool[(i * 37) % len(pool)])
+    return files
+
+
+async def _session(browser, base_url: str, path: Path, timeout_ms: int) -> SessionResult:
+    """One user: open the Prediction page, upload `path`, wait for the probability and the Grad-CAM overlay."""
+    result = SessionResult(file=path.name)
+    context = await browser.new_context(viewport={"width": 1300, "height": 1000})
+    page = await context.new_page()
+    page.set_default_timeout(timeout_ms)
+    try:
+        await page.goto(f"{base_url}/Prediction", wait_until="domcontentloaded")
+        await page.locator("h1", has_text="Prediction").first.wait_for()
+        await page.locator(FILE_INPUT).first.wait_for(state="attached")
+        start = time.perf_counter()
+        await page.locator(FILE_INPUT).first.set_input_files(str(path))
+        caption = page.get_by_text("red = most influential").first
+        await caption.wait_for()
+        await page.wait_for_function(
+            "() => Array.from(document.querySelectorAll('[data-testid=\"stImage\"] img'))"
+            ".filter(img => img.complete && img.naturalWidth > 0).length >= 2")
+        result.seconds = time.perf_counter() - start
+        result.overlay_caption = (await caption.inner_text()).strip()
+        metric = page.locator('[data-testid="stMetric"]', has=page.locator('[data-testid="stMetricLabel"]',
+                                                                             has_text="Probability of pneumonia")).first
+        result.probability = (await metric.locator('[data-testid="stMetricValue"]').inner_text()).strip()
+        result.heading = (await page.locator("h3").first.inner_text()).strip()
+        result.images = await page.locator('[data-testid="stImage"] img').count()
+        result.exceptions = await page.locator('[data-testid="stException"]').all_inner_texts()
+    except Exception as error:  # noqa: BLE001 - every failure of a session is reported, not raised
+        result.error = f"{type(error).__name__}: {str(error).splitlines()[0]}"
+    finally:
+        await context.close()
+    return result
+
+
+async def _run(base_url: str, files: list[Path], timeout_ms: int, screenshot: Path | None) -> list[SessionResult]:
+    """All sessions at once in one chromium."""
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            return list(await asyncio.gather(*(_session(browser, base_url, f, timeout_ms) for f in files)))
+        finally:
+            await browser.close()
+
+
+def run_sessions(base_url: str, files: list[Path], *, timeout_s: float = 300.0) -> list[SessionResult]:
+    """Run one concurrent session per file (asyncio in a fresh event loop, bounded by `timeout_s`); one result each."""
+    import threading
+
+    out: list[list[SessionResult]] = []
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            out.append(asyncio.run(asyncio.wait_for(_run(base_url, files, int(timeout_s * 1000), None), timeout_s + 60)))
+        except BaseException as error:  # noqa: BLE001 - re-raised in the caller's thread
+            failure.append(error)
+
+    # A separate thread: the sync Playwright API of other fixtures may own this thread's event loop.
+    worker = threading.Thread(target=target, name="load-sessions", daemon=True)
+    worker.start()
+    worker.join(timeout_s + 120)
+    if failure:
+        raise failure[0]
+    if not out:
+        raise TimeoutError(f"the {len(files)} browser sessions did not finish within {timeout_s + 120:.0f} s")
+    return out[0]

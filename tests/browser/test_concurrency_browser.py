@@ -1,0 +1,50 @@
+"""Three browser sessions at once on one server, each uploading a different real X-ray: every session gets its own
+file's probability (the model's own prediction for that file) and a Grad-CAM overlay; no cross-talk through the
+shared cached model or cached results. Timings are measured by bench/bench_load.py, not asserted here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.browser.load import conv_model_dir, pick_files, run_sessions
+from tests.browser.server import DashboardServer, PROJECT_ROOT
+
+
+@pytest.fixture(scope="module")
+def conv_server(tmp_path_factory: pytest.TempPathFactory, chromium_browser):
+    """A server whose only model is the first convolutional shipped model (so the default heatmap is Grad-CAM)."""
+    root = tmp_path_factory.mktemp("conv_models")
+    model = conv_model_dir(PROJECT_ROOT / "models")
+    (root / model.name).symlink_to(model, target_is_directory=True)
+    server = DashboardServer(log_path=root.parent / "conv_server.log", env={"PNEUMONIA_MODELS": str(root)})
+    try:
+        server.start()
+    except RuntimeError as error:
+        pytest.fail(str(error))
+    yield server, model
+    server.stop()
+
+
+def test_concurrent_sessions_each_get_their_own_result(conv_server, data_root: Path) -> None:
+    from core.imaging import decode_xray
+    from core.predict import load_scorer
+
+    server, model = conv_server
+    scorer = load_scorer(model)
+    expected: dict[str, str] = {}
+    for candidate in pick_files(data_root, 12):  # three files with distinct shown probabilities, so cross-talk shows
+        shown = f"{scorer.probability(decode_xray(candidate)):.3f}"
+        if shown not in expected.values() and len(expected) < 3:
+            expected[candidate.name] = shown
+    files = [f for f in pick_files(data_root, 12) if f.name in expected]
+    assert len(files) == 3
+    results = run_sessions(server.url, files, timeout_s=240)
+    assert [r.file for r in results] == [f.name for f in files]
+    for result in results:
+        assert result.error is None and not result.exceptions, result
+        assert result.heading == result.file, f"a session shows another session's file: {result}"
+        assert result.probability == expected[result.file], f"cross-talk or wrong score: {result} vs {expected}"
+        assert result.overlay_caption.startswith("Grad-CAM") and result.images >= 2, result
+    assert "Traceback" not in server.log()
