@@ -114,10 +114,11 @@ preset_help = {
     "the most cases caught while clearing 90% of normal X-rays.",
 }
 
-# A new model starts at its own operating point (or the remembered one for this model).
-if st.session_state.get("explorer_threshold_for") != model_name:
+# A new model (or a return from another page, which drops widget state) starts at the remembered operating
+# point for this model, else at the model's own.
+if st.session_state.get("explorer_threshold_for") != model_name or SLIDER_KEY not in st.session_state:
     start = remembered.get("threshold") if remembered.get("model") == model_name else entry.threshold
-    st.session_state[SLIDER_KEY] = float(start)
+    st.session_state[SLIDER_KEY] = min(max(float(start), 0.0), slider_max)
     st.session_state["explorer_threshold_for"] = model_name
 
 st.markdown(

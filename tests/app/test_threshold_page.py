@@ -189,3 +189,13 @@ def test_saturated_scores_preset_above_one_and_single_class_validation(models_ro
     assert not at.exception, at.exception
     assert any("alpha" in c.value and "one class only" in c.value for c in at.caption)
     assert at.selectbox(key="explorer_model").options == ["Fixture beta"]
+
+
+def test_threshold_survives_a_visit_to_another_page(models_root: Path) -> None:
+    at = _open_page()
+    at.slider(key="threshold").set_value(0.42).run()
+    at.switch_page("pages/3_Model_comparison.py").run()
+    assert at.session_state["operating_point"]["threshold"] == 0.42
+    at.switch_page(PAGE).run()
+    assert not at.exception, at.exception
+    assert at.slider(key="threshold").value == 0.42
