@@ -23,13 +23,16 @@ SHIPPED_PRESET: dict[str, dict] = {
     # name -> options (everything else at the TrainConfig defaults). Order = training order (cheapest first).
     "mlp-64": {"model": "mlp", "img_size": 64, "epochs": 40, "learning_rate": 3e-4, "balance": "class-weight", "patience": 6},
     "cnn-reference-64": {"model": "cnn_reference", "img_size": 64, "epochs": 30, "balance": "class-weight", "augment": True, "patience": 6},
-    "cnn-deep-128": {"model": "cnn_deep", "img_size": 128, "epochs": 20, "balance": "class-weight", "augment": True, "patience": 5},
+    "cnn-deep-128": {"model": "cnn_deep", "img_size": 128, "epochs": 15, "balance": "class-weight", "augment": True, "patience": 4},
     "xception-224": {
         "model": "xception", "img_size": 224, "epochs": 30, "learning_rate": 1e-3, "balance": "class-weight",
         "weights": "imagenet", "finetune_epochs": 8, "finetune_learning_rate": 1e-4, "patience": 4,
     },
 }
+# Ensembles trained after the preset's models: name -> candidate members (chosen among them on validation).
+SHIPPED_ENSEMBLES: dict[str, list[str]] = {"ensemble-224": list(SHIPPED_PRESET)}
 PRESETS = {"shipped": SHIPPED_PRESET}
+PRESET_ENSEMBLES = {"shipped": SHIPPED_ENSEMBLES}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
                         help="train a named set of models (overrides --model/--name; other options still apply if given)")
     parser.add_argument("--only", nargs="+", default=None, help="with --preset: train only these model names")
+    parser.add_argument("--ensemble", nargs="+", default=None, metavar="MODEL",
+                        help="instead of training: average these trained models/<name> into one model "
+                             "(members chosen among them on validation; --name defaults to 'ensemble')")
     parser.add_argument("--data", default=defaults.data, help="dataset folder with train/ and test/ (Kaggle layout)")
     parser.add_argument("--format", dest="data_format", default=defaults.data_format, choices=["auto", "kaggle", "nih"],
                         help="dataset layout: Kaggle folders, or NIH ChestX-ray14 (Data_Entry_2017.csv, official lists if present)")
@@ -119,18 +125,35 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("core").setLevel(logging.INFO)
     from core import metrics, training
 
-    for cfg in configs_from_args(args, parser):
-        try:
-            result = training.train(cfg)
-        except (ValueError, FileNotFoundError, FileExistsError) as error:
-            print(f"train.py: {cfg.resolved_name()}: {error}", file=sys.stderr)
-            return 2
+    def report(result: training.RunResult) -> None:
         test = result.card["metrics"]["test"]
         print(
             f"{result.folder}: threshold {result.card['threshold']['value']:.3f} (val, {result.card['threshold']['rule']}); "
             + ", ".join(f"test {k} {metrics.format_ci(test[k])}" for k in ("roc_auc", "accuracy", "recall", "specificity")),
             flush=True,
         )
+
+    ensembles: dict[str, list[str]] = {}
+    if args.ensemble:
+        ensembles = {args.name or "ensemble": args.ensemble}
+    else:
+        for cfg in configs_from_args(args, parser):
+            try:
+                report(training.train(cfg))
+            except (ValueError, FileNotFoundError, FileExistsError) as error:
+                print(f"train.py: {cfg.resolved_name()}: {error}", file=sys.stderr)
+                return 2
+        if args.preset and not args.only:
+            ensembles = PRESET_ENSEMBLES.get(args.preset, {})
+    for name, candidates in ensembles.items():
+        try:
+            report(training.train_ensemble(
+                candidates, name=name, data=args.data, models_dir=args.models_dir, bootstrap=args.bootstrap,
+                seed=args.seed, progress=args.progress,
+            ))
+        except (ValueError, FileNotFoundError) as error:
+            print(f"train.py: {name}: {error}", file=sys.stderr)
+            return 2
     return 0
 
 

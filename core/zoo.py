@@ -182,12 +182,12 @@ def _cnn_reference(inputs: Any) -> Any:
 
 
 def _cnn_deep(inputs: Any, dropout: float) -> Any:
-    """Five [conv 3x3 + batch norm + relu, max-pool, dropout] blocks (32-64-128-256-256), global pooling, dense 128."""
+    """Five [conv 3x3 + batch norm + relu, max-pool, dropout] blocks (16-32-64-128-256), global pooling, dense 128."""
     import keras
     from keras import layers
 
     x = layers.Rescaling(1.0 / 255, name=PREPROCESS_PREFIX + "rescale")(inputs)
-    for block, filters in enumerate((32, 64, 128, 256, 256), start=1):
+    for block, filters in enumerate((16, 32, 64, 128, 256), start=1):
         x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"block{block}_conv")(x)
         x = layers.BatchNormalization(name=f"block{block}_bn")(x)
         x = layers.Activation("relu", name=f"block{block}_relu")(x)
@@ -296,6 +296,41 @@ def last_conv_layer_name(model: Any) -> str:
             continue
         shape = getattr(layer, "output", None)
         if shape is not None and len(layer.output.shape) == 4 and not layer.name.startswith(PREPROCESS_PREFIX):
-            if type(layer).__name__ not in {"MaxPooling2D", "Dropout"}:
+            if type(layer).__name__ not in {"MaxPooling2D", "Dropout", "InputLayer"}:
                 return layer.name
     raise ValueError(f"Model {model.name} has no convolutional layer (an MLP has none to explain).")
+
+
+GREY_WEIGHTS_RGB = (0.299, 0.587, 0.114)  # ITU-R BT.601 luma, as libjpeg's RGB -> grey
+
+
+def build_ensemble(members: list[Any], *, img_size: int, name: str = "ensemble") -> Any:
+    """One keras.Model averaging the members' probabilities; input raw RGB ``(None, S, S, 3)`` in [0, 255].
+
+    Each member gets its own input adapter made of serialisable layers: ``Resizing`` (area) to its size and,
+    for grey members, a fixed 1x1 convolution with the BT.601 luma weights. Members stay nested (one
+    sub-model each, renamed ``member_<i>_<name>``); explain them one by one.
+    """
+    import keras
+    from keras import initializers, layers
+
+    if len(members) < 2:
+        raise ValueError("An ensemble needs at least two member models.")
+    inputs = keras.Input(shape=(img_size, img_size, 3), dtype="float32", name="pixels")
+    outputs = []
+    for position, member in enumerate(members):
+        _, height, width, channels = member.input.shape
+        x = inputs
+        if (height, width) != (img_size, img_size):
+            x = layers.Resizing(height, width, interpolation="area", name=f"adapt_{position}_resize")(x)
+        if channels == 1:
+            kernel = np.asarray(GREY_WEIGHTS_RGB, dtype="float32").reshape(1, 1, 3, 1)
+            x = layers.Conv2D(
+                1, 1, use_bias=False, trainable=False, kernel_initializer=initializers.Constant(kernel),
+                name=f"adapt_{position}_grey",
+            )(x)
+        member.name = f"member_{position}_{member.name}"
+        member.trainable = False
+        outputs.append(member(x))
+    averaged = layers.Average(name=OUTPUT_LAYER)(outputs)
+    return keras.Model(inputs, averaged, name=name)

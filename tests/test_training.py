@@ -174,3 +174,56 @@ def test_train_help_documents_every_option(project_root: Path) -> None:
                    "--finetune-epochs", "--threshold-rule", "--preset", "(default: class-weight)"):
         assert option in text
     assert set(train.SHIPPED_PRESET) >= {"mlp-64", "cnn-reference-64", "cnn-deep-128", "xception-224"}
+
+
+def _write_val_predictions(folder: Path, scores: list[float], labels: list[int]) -> None:
+    folder.mkdir(parents=True)
+    rows = [{"path": f"train/x/{i}.jpeg", "split": "val", "label": y, "score": s} for i, (s, y) in enumerate(zip(scores, labels))]
+    rows += [{"path": f"test/x/{y}.jpeg", "split": "test", "label": y, "score": 0.5} for y in (0, 1)]
+    pd.DataFrame(rows).to_csv(folder / "predictions.csv", index=False)
+    (folder / "card.json").write_text(json.dumps({"threshold": {"value": 0.5}}))
+    (folder / "model.keras").write_bytes(b"")
+
+
+def test_ensemble_members_are_chosen_greedily_on_validation_brier(tmp_path: Path) -> None:
+    labels = [0, 0, 1, 1]
+    _write_val_predictions(tmp_path / "good", [0.1, 0.3, 0.7, 0.9], labels)  # Brier 0.05
+    _write_val_predictions(tmp_path / "complement", [0.3, 0.1, 0.9, 0.7], labels)  # Brier 0.05; mean with good: 0.04
+    _write_val_predictions(tmp_path / "bad", [0.9, 0.9, 0.1, 0.1], labels)  # Brier 0.81
+    chosen = training.select_ensemble_members(["bad", "complement", "good"], tmp_path)
+    assert sorted(chosen) == ["complement", "good"]
+    assert training.select_ensemble_members(["bad", "good"], tmp_path) == ["good"]
+
+
+def test_ensemble_model_averages_its_members(tiny_run: training.RunResult, tmp_path: Path, data_root: Path) -> None:
+    import shutil
+
+    import keras
+
+    from core import zoo
+
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copytree(tiny_run.folder, models / "tiny-cnn")
+    other = training.train(_tiny_config(tmp_path, data_root, model="mlp", name="tiny-mlp", epochs=1))
+    assert other.folder == models / "tiny-mlp"
+    result = training.train_ensemble(
+        ["tiny-cnn", "tiny-mlp"], name="tiny-ensemble", data=data_root, models_dir=models, img_size=32,
+        select=False, bootstrap=50, progress=False, limit=LIMIT,
+    )
+    card = result.card
+    assert card["architecture"] == "ensemble" and card["members"] == ["tiny-cnn", "tiny-mlp"]
+    assert card["input"]["channels"] == 3 and card["threshold"]["chosen_on"] == "val"
+    assert [(e.name, e.available) for e in registry.list_models(models)] == [
+        ("tiny-cnn", True), ("tiny-ensemble", True), ("tiny-mlp", True)
+    ]
+    predictions = pd.read_csv(result.folder / "predictions.csv")
+    assert set(predictions["split"]) == {"val", "test"} and len(predictions) == 64
+    ensemble = keras.saving.load_model(result.folder / "model.keras", safe_mode=True, compile=False)
+    grey = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 1)).astype("float32")
+    members = [keras.saving.load_model(models / n / "model.keras", safe_mode=True, compile=False) for n in ("tiny-cnn", "tiny-mlp")]
+    expected = np.mean([np.asarray(m(grey, training=False)) for m in members], axis=0)
+    got = np.asarray(ensemble(np.repeat(grey, 3, axis=-1), training=False))  # R = G = B: luma is the grey value
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert not any(type(layer).__name__ == "Lambda" for layer in ensemble.layers)
+    del zoo
