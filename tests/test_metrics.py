@@ -131,7 +131,7 @@ def _brute_force_rule(y: np.ndarray, s: np.ndarray, rule: str, target: float | N
     ("rule", "target"), [("f1", None), ("youden", None), ("sensitivity", 0.95), ("specificity", 0.9)]
 )
 def test_choose_threshold_matches_brute_force(rule: str, target: float | None, tied: bool) -> None:
-    y, s = _sample(300, seed=6, tied=tied)
+    y, s = _sample(150, seed=6, tied=tied)
     chosen = metrics.choose_threshold(y, s, rule, target=target)
     assert chosen == _brute_force_rule(y, s, rule, target)
     at = _sk_at(y, s, chosen)
