@@ -72,6 +72,12 @@ class ModelEntry:
         """The split the card's threshold was chosen on (should be 'val')."""
         return str((self.card.get("threshold") or {}).get("chosen_on") or "val")
 
+    @property
+    def stamp(self) -> float:
+        """Latest modification time (s) of card.json and predictions.csv: a cache key that changes on retraining."""
+        files = (self.path / CARD_FILE, self.path / PREDICTIONS_FILE)
+        return max((f.stat().st_mtime for f in files if f.exists()), default=0.0)
+
     def file(self, name: str) -> Path:
         """Path of one of the model's files (may not exist)."""
         return self.path / name

@@ -21,12 +21,6 @@ METRIC_LABELS = {
 
 
 # ------------------------------------------------------------------------------ cached data access
-def _stamp(entry: registry.ModelEntry) -> float:
-    """Modification time of the predictions + card, so caches refresh when a model is retrained."""
-    files = [entry.file(registry.PREDICTIONS_FILE), entry.file(registry.CARD_FILE)]
-    return max((f.stat().st_mtime for f in files if f.exists()), default=0.0)
-
-
 @st.cache_data(show_spinner=False)
 def list_models(models_dir: str, signature: tuple) -> list[registry.ModelEntry]:
     """The model list, recomputed whenever a file in a model folder changes (signature = names, times, sizes)."""
@@ -35,16 +29,13 @@ def list_models(models_dir: str, signature: tuple) -> list[registry.ModelEntry]:
 
 @st.cache_data(show_spinner="Bootstrapping 95% confidence intervals…")
 def summary_row(_entry: registry.ModelEntry, path: str, stamp: float, split: str) -> dict:
+    """One table row with bootstrap CIs (registry.model_summary), cached per model file version and split."""
     return registry.model_summary(_entry, split)
 
 
 @st.cache_data(show_spinner=False)
-def predictions(path: str, stamp: float, split: str) -> pd.DataFrame:
-    return registry.load_predictions(path, split=split)
-
-
-@st.cache_data(show_spinner=False)
 def curves(path: str, stamp: float, split: str, threshold: float) -> dict:
+    """ROC, PR, calibration and decision curves of one model on one split, and its operating point there."""
     frame = registry.load_predictions(path, split=split)
     y, s = frame["label"], frame["score"]
     return {
@@ -112,7 +103,7 @@ st.subheader(f"Metrics on the {split_name} split, each at its validation-chosen 
 rows = []
 for entry in list(ready):
     try:
-        rows.append(summary_row(entry, str(entry.path), _stamp(entry), split))
+        rows.append(summary_row(entry, str(entry.path), entry.stamp, split))
     except registry.ModelUnavailableError as exc:  # the folder changed since it was listed
         st.error(f"{entry.display_name} cannot be read right now: {exc}")
         ready.remove(entry)
@@ -187,7 +178,7 @@ roc.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot",
 calibration.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="grey"), name="perfect"))
 for index, entry in enumerate(chosen_entries):
     color = f"hsl({(index * 67) % 360}, 65%, 45%)"
-    c = curves(str(entry.path), _stamp(entry), split, entry.threshold)
+    c = curves(str(entry.path), entry.stamp, split, entry.threshold)
     point = c["point"]
     roc.add_trace(go.Scatter(x=c["roc"]["fpr"], y=c["roc"]["tpr"], mode="lines", line=dict(color=color),
                              name=f"{entry.display_name} (AUC {c['auc']:.3f})"))
@@ -205,7 +196,7 @@ for index, entry in enumerate(chosen_entries):
     decision.add_trace(go.Scatter(x=c["decision"]["threshold"], y=c["decision"]["model"], mode="lines",
                                   line=dict(color=color), name=entry.display_name))
 if chosen_entries:
-    reference = curves(str(chosen_entries[0].path), _stamp(chosen_entries[0]), split, chosen_entries[0].threshold)
+    reference = curves(str(chosen_entries[0].path), chosen_entries[0].stamp, split, chosen_entries[0].threshold)
     decision.add_trace(go.Scatter(x=reference["decision"]["threshold"], y=reference["decision"]["treat_all"],
                                   mode="lines", line=dict(dash="dash", color="grey"), name="treat all"))
     decision.add_trace(go.Scatter(x=reference["decision"]["threshold"], y=reference["decision"]["treat_none"],

@@ -26,12 +26,6 @@ SLIDER_KEY = "threshold"
 
 
 # ------------------------------------------------------------------------------ cached data access
-def _stamp(entry: registry.ModelEntry) -> float:
-    """Modification time of the predictions + card, so caches refresh when a model is retrained."""
-    files = [entry.file(registry.PREDICTIONS_FILE), entry.file(registry.CARD_FILE)]
-    return max((f.stat().st_mtime for f in files if f.exists()), default=0.0)
-
-
 @st.cache_data(show_spinner=False)
 def list_models(models_dir: str, signature: tuple) -> list[registry.ModelEntry]:
     """The model list, recomputed whenever a file in a model folder changes (signature = names, times, sizes)."""
@@ -95,8 +89,8 @@ split = right.radio(
 )
 entry = next(e for e in ready if e.name == model_name)
 try:
-    view = split_view(str(entry.path), _stamp(entry), split)
-    presets, n_val = validation_presets(str(entry.path), _stamp(entry))
+    view = split_view(str(entry.path), entry.stamp, split)
+    presets, n_val = validation_presets(str(entry.path), entry.stamp)
 except registry.ModelUnavailableError as exc:  # the folder changed since it was listed
     st.error(f"{entry.display_name} cannot be read right now: {exc}")
     st.stop()
