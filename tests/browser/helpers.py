@@ -55,3 +55,15 @@ def rendered_images(page) -> int:
         "() => Array.from(document.querySelectorAll('[data-testid=\"stImage\"] img'))"
         ".filter(img => img.complete && img.naturalWidth > 0).length"
     )
+
+
+def wait_for_images(page, count: int, *, timeout_ms: int = 120_000) -> int:
+    """Scroll the images into view and wait until at least `count` st.image pictures are loaded; return how many are."""
+    for image in page.locator('[data-testid="stImage"] img').all():
+        image.scroll_into_view_if_needed()
+    page.wait_for_function(
+        "(n) => Array.from(document.querySelectorAll('[data-testid=\"stImage\"] img'))"
+        ".filter(img => img.complete && img.naturalWidth > 0).length >= n",
+        arg=count, timeout=timeout_ms,
+    )
+    return rendered_images(page)
