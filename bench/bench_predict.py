@@ -62,8 +62,8 @@ def main() -> dict:
     if not scorers:
         print("No available model in models/: train them with `make models` first.")
     for name, scorer in scorers:
-        has_conv = bool(explain.conv_layers(scorer.model))
-        method = "gradcam" if has_conv else "smoothgrad"
+        method = explain.available_methods(scorer.model)[0]
+        has_conv = method == "gradcam" and not explain.members(scorer.model)  # flat CNN: compare with tf-keras-vis
 
         def upload_to_overlay() -> np.ndarray:
             decoded = decode_xray(data, name="upload.jpeg")

@@ -82,9 +82,49 @@ def _check_flat(model: Any) -> None:
                          "(build the head on base.output). Re-export it flat with train.py.")
 
 
+def members(model: Any) -> list[Any]:
+    """The nested member models of an ensemble (core.zoo.build_ensemble), in order; [] for a flat model."""
+    import keras
+
+    return [layer for layer in model.layers if isinstance(layer, keras.Model)]
+
+
+def member_adapter(model: Any, member: Any) -> Any:
+    """Cached traced function: ensemble inputs (N, H, W, C) -> the member's own input (its resize/grey adapter)."""
+    import keras
+    import tensorflow as tf
+
+    def build() -> Any:
+        adapter = keras.Model(model.inputs, member._inbound_nodes[0].input_tensors[0])
+        shape = tuple(int(s) for s in model.inputs[0].shape[1:])
+        return tf.function(lambda batch: adapter(batch, training=False), input_signature=[tf.TensorSpec((None, *shape), tf.float32)])
+
+    return cached(model, ("adapter", member.name), build)
+
+
+def _layer_output_model(model: Any, layer_name: str) -> Any:
+    """keras.Model from the model's inputs to one layer's output ('member/layer' inside an ensemble member)."""
+    import keras
+
+    if "/" not in layer_name:
+        _check_flat(model)
+        return keras.Model(model.inputs, model.get_layer(layer_name).output)
+    member_name, inner = layer_name.split("/", 1)
+    member = model.get_layer(member_name)
+    adapter = keras.Model(model.inputs, member._inbound_nodes[0].input_tensors[0])
+    inner_model = keras.Model(member.inputs, member.get_layer(inner).output)
+    inputs = keras.Input(tuple(model.inputs[0].shape[1:]), name="pixels")
+    return keras.Model(inputs, inner_model(adapter(inputs)))
+
+
 def feature_layers(model: Any) -> list[LayerInfo]:
-    """Every learned layer with an (N, h, w, c) output, in graph order, grouped into blocks ('block3' or 'stage 2 · 32×32')."""
-    _check_flat(model)
+    """Every learned layer with an (N, h, w, c) output, in graph order, grouped into blocks ('block3' or 'stage 2 · 32×32').
+
+    For an ensemble, the layers of each member, named 'member/layer' and grouped by member and block.
+    """
+    if members(model):
+        return [LayerInfo(f"{member.name}/{info.name}", info.kind, info.output_shape, f"{member.name} · {info.block}")
+                for member in members(model) for info in feature_layers(member)]
     infos: list[LayerInfo] = []
     stage, last_size = 0, None
     for layer in model.layers:
@@ -210,10 +250,42 @@ class GradCam:
         return _normalise(resize_maps(cams, self.input_shape[0], self.input_shape[1]))
 
 
-def gradcam_for(model: Any, layer_name: str | None = None) -> GradCam:
-    """The cached GradCam of (model, layer) (default layer: the last convolution)."""
+class EnsembleGradCam:
+    """Grad-CAM of an ensemble: the mean of its convolutional members' Grad-CAMs, each computed on the member's own
+    input (through its adapter) and resized to the ensemble input; members without convolutions are left out."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.input_shape = tuple(int(s) for s in model.inputs[0].shape[1:])
+        self.parts = [(member_adapter(model, member), gradcam_for(member)) for member in members(model) if conv_layers(member)]
+        if not self.parts:
+            raise ValueError("No member of this ensemble has a convolutional layer, so it has no Grad-CAM.")
+        self.layer_name = ", ".join(f"{m.name}/{gc.layer_name}" for m, (_, gc) in zip(
+            [m for m in members(model) if conv_layers(m)], self.parts))
+
+    def heatmaps(self, batch: np.ndarray, *, target: Target = "pneumonia") -> np.ndarray:
+        """Mean of the members' CAMs (N, H, W) in [0, 1] at the ensemble input resolution."""
+        height, width = self.input_shape[:2]
+        maps = [resize_maps(gradcam.heatmaps(adapter(np.asarray(batch, np.float32)).numpy(), target=target), height, width)
+                for adapter, gradcam in self.parts]
+        return _normalise(np.mean(maps, axis=0))
+
+
+def gradcam_for(model: Any, layer_name: str | None = None) -> GradCam | EnsembleGradCam:
+    """The cached GradCam of (model, layer) (default layer: the last convolution); for an ensemble, EnsembleGradCam."""
+    if members(model):
+        if layer_name:
+            raise ValueError("An ensemble's Grad-CAM averages its members' last convolutions; it takes no layer name.")
+        return cached(model, ("gradcam-ensemble",), lambda: EnsembleGradCam(model))
     layer_name = layer_name or default_target_layer(model)
     return cached(model, ("gradcam", layer_name), lambda: GradCam(model, layer_name))
+
+
+def available_methods(model: Any) -> list[str]:
+    """The explanation methods that apply to a model (no CAM without convolutions; ensembles: Grad-CAM only)."""
+    if members(model):
+        return ["gradcam"] if any(conv_layers(m) for m in members(model)) else []
+    return list(METHODS) if conv_layers(model) else ["smoothgrad"]
 
 
 def _tf_keras_vis(model: Any, method: str) -> Any:
@@ -247,6 +319,8 @@ def explain(model: Any, model_input: np.ndarray, *, method: str = "gradcam", lay
         return gradcam_for(model, layer_name).heatmaps(batch, target=target)[0]
     if method not in METHODS:
         raise ValueError(f"Unknown method {method!r}; choose one of {list(METHODS)}.")
+    if members(model):
+        raise ValueError(f"{METHODS[method]} is not available for an ensemble; use Grad-CAM (the mean of its members').")
     visualiser = _tf_keras_vis(model, method)
     score = BinaryScore(target == "pneumonia")
     with warnings.catch_warnings():
@@ -383,12 +457,10 @@ def deletion_curve(predict_batch: Callable[[np.ndarray], np.ndarray], model_inpu
 
 def layer_activations(model: Any, layer_name: str, model_input: np.ndarray) -> np.ndarray:
     """Output (h, w, c) of one layer for one model input (H, W, C) in [0, 255]."""
-    import keras
     import tensorflow as tf
 
     def build() -> Any:
-        _check_flat(model)
-        sub_model = keras.Model(model.inputs, model.get_layer(layer_name).output)
+        sub_model = _layer_output_model(model, layer_name)
         shape = tuple(int(s) for s in model.inputs[0].shape[1:])
         return tf.function(lambda batch: sub_model(batch, training=False),
                            input_signature=[tf.TensorSpec((None, *shape), tf.float32)])
@@ -408,16 +480,17 @@ def channel_order(activations: np.ndarray, *, by: Literal["mean", "max", "index"
 def filter_visualisations(model: Any, layer_name: str, filters: Sequence[int], *, steps: int = 30,
                           step_size: float = 8.0, seed: int = 0) -> np.ndarray:
     """Activation maximisation: inputs (k, H, W) in [0, 1] that most excite each filter, by `steps` of gradient ascent."""
-    import keras
     import tensorflow as tf
 
     if not 1 <= steps <= FILTER_VIS_MAX_STEPS:
         raise ValueError(f"steps must be between 1 and {FILTER_VIS_MAX_STEPS}, got {steps}.")
+    if "/" in layer_name:  # an ensemble member's layer: ascend at the member's own input (area resizing has no gradient)
+        member_name, inner = layer_name.split("/", 1)
+        return filter_visualisations(model.get_layer(member_name), inner, filters, steps=steps, step_size=step_size, seed=seed)
     shape = tuple(int(s) for s in model.inputs[0].shape[1:])
 
     def build() -> Any:
-        _check_flat(model)
-        sub_model = keras.Model(model.inputs, model.get_layer(layer_name).output)
+        sub_model = _layer_output_model(model, layer_name)
 
         @tf.function(input_signature=[tf.TensorSpec((None, *shape), tf.float32), tf.TensorSpec((None,), tf.int32),
                                       tf.TensorSpec((), tf.float32)])
@@ -436,7 +509,10 @@ def filter_visualisations(model: Any, layer_name: str, filters: Sequence[int], *
         return ascend
 
     ascend = cached(model, ("filters", layer_name), build)
-    n_channels = int(model.get_layer(layer_name).output.shape[-1])
+    info = {i.name: i for i in feature_layers(model)}.get(layer_name)
+    if info is None:
+        raise ValueError(f"No feature layer named {layer_name!r}; choose one listed by core.explain.feature_layers.")
+    n_channels = info.output_shape[-1]
     filters = [int(f) for f in filters]
     if any(not 0 <= f < n_channels for f in filters):
         raise ValueError(f"Filter indices must be between 0 and {n_channels - 1} for layer {layer_name!r}.")

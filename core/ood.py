@@ -72,9 +72,17 @@ def embedding_function(model: Any) -> Any:
     from core import explain
 
     def build() -> Any:
-        head_input, _ = explain.logit_head(model)
-        sub_model = keras.Model(model.inputs, head_input)
         shape = tuple(int(s) for s in model.inputs[0].shape[1:])
+        if explain.members(model):  # an ensemble: its members' embeddings side by side
+            inputs = keras.Input(shape, name="pixels")
+            parts = []
+            for member in explain.members(model):
+                adapter = keras.Model(model.inputs, member._inbound_nodes[0].input_tensors[0])
+                head = keras.Model(member.inputs, explain.logit_head(member)[0])
+                parts.append(keras.layers.Flatten()(head(adapter(inputs))))
+            sub_model = keras.Model(inputs, keras.layers.Concatenate()(parts) if len(parts) > 1 else parts[0])
+        else:
+            sub_model = keras.Model(model.inputs, explain.logit_head(model)[0])
         return tf.function(lambda batch: tf.reshape(sub_model(batch, training=False), (tf.shape(batch)[0], -1)),
                            input_signature=[tf.TensorSpec((None, *shape), tf.float32)])
 

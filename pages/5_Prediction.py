@@ -149,15 +149,19 @@ elif guard.flagged:
 else:
     st.caption("Out-of-distribution guard: the image looks like the validation X-rays this model was checked on.")
 
-has_conv = bool(explain.conv_layers(load_scorer(model_dir).model))
-methods = list(explain.METHODS) if has_conv else ["smoothgrad"]
+methods = explain.available_methods(load_scorer(model_dir).model)
+if not methods:
+    st.info("No explanation method applies to this model (an ensemble without convolutional members).")
+    st.stop()
 col_method, col_target = st.columns(2)
 method = col_method.selectbox("Explanation method", methods, format_func=explain.METHODS.get, key="prediction_method",
                               help="Grad-CAM is fast and the default; Score-CAM needs one model pass per channel (bounded).")
 target_label = col_target.radio("Explain the evidence for", list(config.CLASS_NAMES), horizontal=True, key="prediction_target",
                                 index=config.CLASS_NAMES.index(result.decision))
-if not has_conv:
+if methods == ["smoothgrad"]:
     st.caption("This model has no convolutional layer, so only the pixel saliency (SmoothGrad) is available.")
+elif methods == ["gradcam"]:
+    st.caption("This model is an ensemble: its heatmap is the mean of its convolutional members' Grad-CAMs.")
 heatmap = explain_image(model_dir, result.name, data, method, target_label.lower())
 
 

@@ -168,3 +168,29 @@ def test_filter_visualisation_excites_its_filter(scorer: predict.Scorer, true_po
         assert after[i, :, :, channel].mean() > before[i, :, :, channel].mean()
     with pytest.raises(ValueError, match="between"):
         explain.filter_visualisations(scorer.model, "conv2", [99])
+
+
+def test_ensembles_average_their_convolutional_members(scorer: predict.Scorer, true_positive: np.ndarray) -> None:
+    import keras
+
+    from core import ood, zoo
+
+    inputs = keras.Input((32, 32, 1))
+    dense = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(keras.layers.Flatten()(inputs)), name="dense")
+    ensemble = zoo.build_ensemble([scorer.model, dense], img_size=96)
+    assert explain.available_methods(ensemble) == ["gradcam"]
+    assert explain.available_methods(scorer.model) == list(explain.METHODS)
+    rgb = np.repeat(predict.prepare_input(true_positive[:, :, 0] / 255.0, 96, 96, 1), 3, axis=2)
+    heatmap = explain.explain(ensemble, rgb)
+    member = ensemble.layers[[layer.name for layer in ensemble.layers].index(explain.members(ensemble)[0].name)]
+    member_input = explain.member_adapter(ensemble, member)(rgb[None]).numpy()
+    expected = explain.resize_maps(explain.gradcam_for(member).heatmaps(member_input), 96, 96)[0]
+    np.testing.assert_allclose(heatmap, (expected - expected.min()) / (expected.max() - expected.min()), atol=1e-5)
+    names = [info.name for info in explain.feature_layers(ensemble)]
+    assert names[-1].endswith("/conv3") and names[-1].startswith(member.name)
+    assert explain.layer_activations(ensemble, names[-1], rgb).shape == (16, 16, 32)
+    assert explain.filter_visualisations(ensemble, names[-1], [0], steps=2).shape == (1, 64, 64)  # member's own size
+    # members' penultimate features side by side: the tiny CNN's 32 pooled channels + the dense model's 32×32 pixels
+    assert tuple(ood.embedding_function(ensemble)(rgb[None]).shape) == (1, 32 + 32 * 32)
+    with pytest.raises(ValueError, match="ensemble"):
+        explain.explain(ensemble, rgb, method="scorecam")
