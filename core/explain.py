@@ -83,9 +83,11 @@ def _check_flat(model: Any) -> None:
 
 
 def members(model: Any) -> list[Any]:
-    """The nested member models of an ensemble (core.zoo.build_ensemble), in order; [] for a flat model."""
+    """The nested member models of an ensemble (core.zoo.build_ensemble: an Average of models), in order; [] otherwise."""
     import keras
 
+    if not isinstance(model.layers[-1], keras.layers.Average):
+        return []
     return [layer for layer in model.layers if isinstance(layer, keras.Model)]
 
 
