@@ -98,7 +98,6 @@ def cached_layer_inputs(
         dataset = pipeline.make_dataset(
             ordered, img_size=img_size, channels=channels, batch_size=batch_size, cache=False, with_labels=False
         )
-        steps = int(np.ceil(len(ordered) / batch_size))
         bar = _progress(total=len(ordered), desc=f"{architecture} features", unit="img", enabled=progress)
         start = 0
         for batch in dataset:
@@ -118,7 +117,6 @@ def cached_layer_inputs(
             start = stop
             bar.update(int(values[0].shape[0]))
         bar.close()
-        del steps
         for out in outputs or []:
             out.flush()
         del outputs
@@ -304,37 +302,28 @@ def dataset_summary(index: pd.DataFrame, data_root: str | Path) -> dict:
 # --------------------------------------------------------------------------------------------------
 # Fitting
 # --------------------------------------------------------------------------------------------------
-class _ProgressBar:
-    """Keras callback: one tqdm bar over all epochs of a stage, with loss/val metrics and an ETA."""
+def progress_callback(total_epochs: int, desc: str, enabled: bool) -> Any:
+    """A Keras callback showing one tqdm bar over all epochs of a stage (loss, val_loss, val_auc, ETA); logs each epoch."""
+    import keras
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
-        import keras
+    class ProgressBar(keras.callbacks.Callback):
+        def on_train_begin(self, logs: dict | None = None) -> None:
+            self.bar = _progress(total=total_epochs, desc=desc, unit="epoch", enabled=enabled)
 
-        class ProgressBar(keras.callbacks.Callback):
-            def __init__(self, total_epochs: int, desc: str, enabled: bool) -> None:
-                super().__init__()
-                self.total_epochs, self.desc, self.enabled = total_epochs, desc, enabled
-                self.bar = None
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            if self.bar.n < epoch:
+                self.bar.update(epoch - self.bar.n)  # resumed run: skip the epochs already done
 
-            def on_train_begin(self, logs: dict | None = None) -> None:
-                self.bar = _progress(total=self.total_epochs, desc=self.desc, unit="epoch", enabled=self.enabled)
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            logs = logs or {}
+            self.bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items() if k in {"loss", "val_loss", "val_auc"}})
+            self.bar.update(1)
+            log.info("%s epoch %d: %s", desc, epoch + 1, {k: round(float(v), 5) for k, v in logs.items()})
 
-            def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-                if self.bar is not None and self.bar.n < epoch:
-                    self.bar.update(epoch - self.bar.n)  # resumed run: skip the epochs already done
+        def on_train_end(self, logs: dict | None = None) -> None:
+            self.bar.close()
 
-            def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-                logs = logs or {}
-                shown = {k: f"{v:.4f}" for k, v in logs.items() if k in {"loss", "val_loss", "val_auc"}}
-                self.bar.set_postfix(shown)
-                self.bar.update(1)
-                log.info("%s epoch %d: %s", self.desc, epoch + 1, {k: round(float(v), 5) for k, v in logs.items()})
-
-            def on_train_end(self, logs: dict | None = None) -> None:
-                if self.bar is not None:
-                    self.bar.close()
-
-        return ProgressBar(*args, **kwargs)
+    return ProgressBar()
 
 
 def _compile(model: Any, learning_rate: float) -> None:
@@ -392,7 +381,7 @@ def fit_stage(
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True),
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3, patience=max(1, patience // 2), min_lr=1e-6),
         keras.callbacks.CSVLogger(str(history_file), append=True),
-        _ProgressBar(epochs, f"{stage}", progress),
+        progress_callback(epochs, stage, progress),
     ]
     model.fit(
         train_data,

@@ -227,3 +227,13 @@ def test_ensemble_model_averages_its_members(tiny_run: training.RunResult, tmp_p
     np.testing.assert_allclose(got, expected, atol=1e-5)
     assert not any(type(layer).__name__ == "Lambda" for layer in ensemble.layers)
     del zoo
+
+
+def test_reevaluate_reproduces_the_card_from_stored_scores(tiny_run: training.RunResult, tmp_path: Path) -> None:
+    import shutil
+
+    folder = tmp_path / "copy"
+    shutil.copytree(tiny_run.folder, folder)
+    card = training.reevaluate(folder)
+    assert card["threshold"] == tiny_run.card["threshold"]
+    assert card["metrics"] == tiny_run.card["metrics"]
