@@ -10,28 +10,33 @@ from core import config
 
 config.quiet_tensorflow()
 
-st.set_page_config(page_title="Pneumonia X-ray dashboard", page_icon="🫁", layout="wide")
+st.set_page_config(page_title="Pneumonia X-ray dashboard", page_icon=":material/pulmonology:", layout="wide")
 
 PAGES = [
-    ("pages/1_Overview.py", "Overview", "🏠"),
-    ("pages/2_Dataset.py", "Dataset exploration", "🗂️"),
-    ("pages/3_Model_comparison.py", "Model comparison", "📊"),
-    ("pages/4_Threshold_explorer.py", "Threshold explorer", "🎚️"),
-    ("pages/5_Prediction.py", "Prediction", "🩻"),
-    ("pages/6_Activation_maps.py", "Activation maps", "🧠"),
+    ("pages/1_Overview.py", "Overview", ":material/home:"),
+    ("pages/2_Dataset.py", "Dataset exploration", ":material/folder_open:"),
+    ("pages/3_Model_comparison.py", "Model comparison", ":material/leaderboard:"),
+    ("pages/4_Threshold_explorer.py", "Threshold explorer", ":material/tune:"),
+    ("pages/5_Prediction.py", "Prediction", ":material/radiology:"),
+    ("pages/6_Activation_maps.py", "Activation maps", ":material/layers:"),
 ]
 APP_DIR = Path(__file__).resolve().parent
 
 available_pages = [
-    st.Page(path, title=title, icon=icon)
-    for path, title, icon in PAGES
-    if (APP_DIR / path).exists()
+    st.Page(path, title=title, icon=icon, default=index == 0)
+    for index, (path, title, icon) in enumerate(p for p in PAGES if (APP_DIR / p[0]).exists())
 ]
+# The navigation is drawn by hand below (st.page_link) and Streamlit's automatic one is hidden in
+# .streamlit/config.toml: otherwise the pages/ folder's own listing can flash in the sidebar on first load.
+navigation = st.navigation(available_pages, position="hidden")
 
 if "data_root" not in st.session_state:
     st.session_state["data_root"] = str(config.data_root())
 
 with st.sidebar:
+    for page in available_pages:
+        st.page_link(page)
+    st.divider()
     st.text_input(
         "Dataset folder",
         key="data_root",
@@ -40,4 +45,4 @@ with st.sidebar:
     )
     st.caption("Decision support for research and teaching, not a diagnostic device.")
 
-st.navigation(available_pages).run()
+navigation.run()
