@@ -154,10 +154,11 @@ if not methods:
     st.info("No explanation method applies to this model (an ensemble without convolutional members).")
     st.stop()
 col_method, col_target = st.columns(2)
-method = col_method.selectbox("Explanation method", methods, format_func=explain.METHODS.get, key="prediction_method",
-                              help="Grad-CAM is fast and the default; Score-CAM needs one model pass per channel (bounded).")
-target_label = col_target.radio("Explain the evidence for", list(config.CLASS_NAMES), horizontal=True, key="prediction_target",
-                                index=config.CLASS_NAMES.index(result.decision))
+method = col_method.selectbox("Explanation method", methods, format_func=explain.METHODS.get,
+                              help="Grad-CAM is fast and the default; Score-CAM needs one model pass per channel (bounded).",
+                              key=f"prediction_method_{entry.name}")
+target_label = col_target.radio("Explain the evidence for", list(config.CLASS_NAMES), horizontal=True,
+                                index=config.CLASS_NAMES.index(result.decision), key=f"prediction_target_{result.name}")
 if methods == ["smoothgrad"]:
     st.caption("This model has no convolutional layer, so only the pixel saliency (SmoothGrad) is available.")
 elif methods == ["gradcam"]:

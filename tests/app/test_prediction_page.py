@@ -98,7 +98,7 @@ def test_threshold_from_the_threshold_page_is_used_and_named(models_root: Path) 
 def test_other_explanation_methods_render(models_root: Path, method: str) -> None:
     at = _open_page()
     at.radio(key="prediction_source").set_value("Real samples").run()
-    at.selectbox(key="prediction_method").set_value(method).run()
+    at.selectbox(key="prediction_method_tiny_cnn").set_value(method).run()
     assert not at.exception, at.exception
     assert len(at.image) >= 2
     at.slider(key="prediction_opacity").set_value(0.8).run()
