@@ -79,7 +79,10 @@ st.title("🩻 Prediction")
 st.caption("Score a chest X-ray with a trained model and see which regions drove the score. "
            "Uploads stay in memory; nothing is written to disk and DICOM patient tags are never read into the app.")
 
-models = [entry for entry in registry.list_models() if entry.available]
+entries = registry.list_models()
+models = [entry for entry in entries if entry.available]
+for unavailable in (entry for entry in entries if not entry.available):
+    st.caption(f":gray[Unavailable: {unavailable.name} — {unavailable.reason}]")
 if not models:
     st.warning("No trained model is available. Train the shipped models with `make models` (or `python train.py`) "
                "and reload this page.")
@@ -89,6 +92,11 @@ default_name = (st.session_state.get("operating_point") or {}).get("model")
 entry = models[names.index(st.selectbox("Model", names, index=names.index(default_name) if default_name in names else 0,
                                         format_func=lambda n: models[names.index(n)].display_name, key="prediction_model"))]
 model_dir = str(entry.path)
+try:
+    load_scorer(model_dir)
+except ValueError as error:  # registry.ModelUnavailableError or a card/model mismatch
+    st.error(f"**{entry.display_name}** cannot be used: {error}")
+    st.stop()
 threshold, threshold_source = scoring.operating_threshold(entry.name, entry.card, st.session_state.get("operating_point"))
 st.caption(f"Decision threshold **{threshold:.3f}**: {threshold_source}.")
 

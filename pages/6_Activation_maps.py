@@ -47,13 +47,21 @@ st.title("🧠 Activation maps")
 st.caption("Feature maps show where each filter of a layer fires on this X-ray; filter visualisations show the input "
            "pattern each filter responds to most (activation maximisation by gradient ascent).")
 
-models = [entry for entry in registry.list_models() if entry.available]
+entries = registry.list_models()
+models = [entry for entry in entries if entry.available]
+for unavailable in (entry for entry in entries if not entry.available):
+    st.caption(f":gray[Unavailable: {unavailable.name} — {unavailable.reason}]")
 if not models:
     st.warning("No trained model is available. Train the shipped models with `make models` and reload this page.")
     st.stop()
 names = [entry.name for entry in models]
 entry = models[names.index(st.selectbox("Model", names, format_func=lambda n: models[names.index(n)].display_name, key="activation_model"))]
 model_dir = str(entry.path)
+try:
+    load_scorer(model_dir)
+except ValueError as error:  # registry.ModelUnavailableError or a card/model mismatch
+    st.error(f"**{entry.display_name}** cannot be used: {error}")
+    st.stop()
 
 source = st.radio("Image", ["Real sample", "Upload"], horizontal=True, key="activation_source")
 if source == "Upload":
