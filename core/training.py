@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -337,6 +338,29 @@ def _compile(model: Any, learning_rate: float) -> None:
     )
 
 
+def _readable_h5(path: Path) -> bool:
+    """True when `path` opens as an HDF5 file whose groups can be listed (a file torn by a kill cannot)."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as handle:
+            handle.visit(lambda name: None)
+        return True
+    except (OSError, RuntimeError, ValueError):
+        return False
+
+
+def _discard_torn_state(backup_dir: Path, best_file: Path) -> None:
+    """Remove resume state that a kill tore mid-write, so the stage restarts instead of failing on every rerun."""
+    backup_weights = backup_dir / "latest.weights.h5"
+    if backup_weights.exists() and not _readable_h5(backup_weights):
+        log.warning("The resume backup %s was torn by an interrupted write; restarting this stage", backup_weights)
+        shutil.rmtree(backup_dir, ignore_errors=True)
+    if best_file.exists() and not _readable_h5(best_file):
+        log.warning("The best-weights checkpoint %s was torn by an interrupted write; discarding it", best_file)
+        best_file.unlink()
+
+
 def fit_stage(
     model: Any,
     train_data: Any,
@@ -363,6 +387,7 @@ def fit_stage(
     best_file = work_dir / f"best-{stage}.weights.h5"
     done_file = work_dir / f"done-{stage}"
     _compile(model, learning_rate)
+    _discard_torn_state(work_dir / f"backup-{stage}", best_file)
     if done_file.exists() and best_file.exists():
         log.info("Stage %s already finished in %s; loading its best weights", stage, work_dir)
         model.load_weights(best_file)
