@@ -25,7 +25,7 @@ from core import config
 
 logger = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".dicom", ".bmp", ".tif", ".tiff")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".dicom", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".jp2")  # what decode_xray reads
 DEFAULT_BATCH_SIZE = 32
 CSV_COLUMNS = ("file", "status", "probability", "decision", "threshold", "model", "width", "height", "format", "heatmap", "error")
 
