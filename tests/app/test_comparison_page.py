@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from sklearn import metrics as skm
 from streamlit.testing.v1 import AppTest
+
+from tests.app.harness import open_page as open_app_page, tensorflow_imported_by
 
 from tests.test_registry import write_model_folder
 
@@ -33,11 +32,7 @@ def models_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _open_page() -> AppTest:
-    at = AppTest.from_file(str(PROJECT_ROOT / "streamlit_app.py"), default_timeout=120)
-    at.switch_page(PAGE)  # before the first run, so the landing page (and what it loads) never runs
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    return open_app_page(PAGE, timeout=120)
 
 
 def _expected(root: Path, model: str, split: str) -> dict[str, float]:
@@ -105,18 +100,4 @@ def test_no_models_shows_how_to_train(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def test_page_does_not_import_tensorflow(models_root: Path) -> None:
-    script = textwrap.dedent(
-        f"""
-        import sys
-        from streamlit.testing.v1 import AppTest
-        at = AppTest.from_file({str(PROJECT_ROOT / "streamlit_app.py")!r}, default_timeout=120)
-        at.switch_page({PAGE!r})
-        at.run()
-        assert not at.exception, at.exception
-        assert len(at.dataframe) >= 1
-        print("TF_LOADED" if any(m == "tensorflow" or m.startswith(("tensorflow.", "keras")) for m in sys.modules) else "TF_ABSENT")
-        """
-    )
-    result = subprocess.run([sys.executable, "-c", script], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=180)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "TF_ABSENT" in result.stdout
+    assert not tensorflow_imported_by(PAGE, ["assert len(at.dataframe) >= 1"], timeout=120)

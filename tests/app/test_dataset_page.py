@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
+
+from tests.app.harness import open_page as open_app_page, tensorflow_imported_by
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PAGE = "pages/2_Dataset.py"
 
 
 def open_page(data_root: str | None = None) -> AppTest:
-    at = AppTest.from_file(str(PROJECT_ROOT / "streamlit_app.py"), default_timeout=180)
-    if data_root is not None:
-        at.session_state["data_root"] = data_root
-    at.switch_page(PAGE)  # before the first run, so no other page runs
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    return open_app_page(PAGE, timeout=180, session_state=None if data_root is None else {"data_root": data_root})
 
 
 @pytest.fixture(scope="module")
@@ -106,21 +99,7 @@ def test_folder_of_the_wrong_shape_gets_a_clear_message(tmp_path):
 
 
 def test_page_does_not_import_tensorflow():
-    script = textwrap.dedent(
-        f"""
-        import sys
-        from streamlit.testing.v1 import AppTest
-        at = AppTest.from_file({str(PROJECT_ROOT / "streamlit_app.py")!r}, default_timeout=180)
-        at.switch_page({PAGE!r})
-        at.run()
-        assert not at.exception, at.exception
-        assert len(at.metric) >= 5
-        print("TF_LOADED" if any(m == "tensorflow" or m.startswith(("tensorflow.", "keras")) for m in sys.modules) else "TF_ABSENT")
-        """
-    )
-    result = subprocess.run([sys.executable, "-c", script], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "TF_ABSENT" in result.stdout
+    assert not tensorflow_imported_by(PAGE, ["assert len(at.metric) >= 5"], timeout=180)
 
 
 def test_nih_folder_renders(samples_dir, tmp_path, monkeypatch):

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.app.harness import open_page as open_app_page
+
 from core import predict
 from core.imaging import decode_xray
 
@@ -23,11 +25,7 @@ def models_root(tiny_cnn_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _open_page() -> AppTest:
-    at = AppTest.from_file(str(PROJECT_ROOT / "streamlit_app.py"), default_timeout=60)
-    at.switch_page(PAGE)
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    return open_app_page(PAGE, timeout=60)
 
 
 def _metric(at: AppTest, label_start: str) -> str:

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +10,8 @@ import pandas as pd
 import pytest
 from sklearn import metrics as skm
 from streamlit.testing.v1 import AppTest
+
+from tests.app.harness import open_page as open_app_page, tensorflow_imported_by
 
 from tests.test_registry import write_model_folder
 
@@ -32,11 +31,7 @@ def models_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _open_page() -> AppTest:
-    at = AppTest.from_file(str(PROJECT_ROOT / "streamlit_app.py"), default_timeout=60)
-    at.switch_page(PAGE)  # before the first run, so the landing page (and what it loads) never runs
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    return open_app_page(PAGE, timeout=60)
 
 
 def _metric(at: AppTest, label: str) -> str:
@@ -151,22 +146,7 @@ def test_broken_and_missing_models_do_not_break_the_page(models_root: Path, tmp_
 
 
 def test_page_does_not_import_tensorflow(models_root: Path) -> None:
-    script = textwrap.dedent(
-        f"""
-        import sys
-        from streamlit.testing.v1 import AppTest
-        at = AppTest.from_file({str(PROJECT_ROOT / "streamlit_app.py")!r}, default_timeout=60)
-        at.switch_page({PAGE!r})
-        at.run()
-        at.slider(key="threshold").set_value(0.3).run()
-        assert not at.exception, at.exception
-        assert len(at.metric) >= 6
-        print("TF_LOADED" if any(m == "tensorflow" or m.startswith(("tensorflow.", "keras")) for m in sys.modules) else "TF_ABSENT")
-        """
-    )
-    result = subprocess.run([sys.executable, "-c", script], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "TF_ABSENT" in result.stdout
+    assert not tensorflow_imported_by(PAGE, ["at.slider(key='threshold').set_value(0.3).run()", "assert len(at.metric) >= 6"], timeout=60)
 
 
 def test_saturated_scores_preset_above_one_and_single_class_validation(models_root: Path) -> None:

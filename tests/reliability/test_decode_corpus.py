@@ -7,7 +7,7 @@ import pytest
 
 from core import config
 from core.imaging import InvalidImageError, decode_xray
-from tests.reliability.corpus import HUGE_SIDE, build_corpus
+from tests.reliability.corpus import HUGE_SIDE
 
 CASE_NAMES = [
     "empty.png", "truncated.jpeg", "broken_crc.png", "notes.png", "scan.png", "xrays.zip", "bomb.png", "huge.jpeg",
