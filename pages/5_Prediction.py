@@ -6,20 +6,15 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import config, explain, ood, registry
+from core import config, explain, ood
 from core import predict as scoring
 from core.imaging import decode_xray
+from ui import load_scorer, pick_model, read_sample
 
 config.quiet_tensorflow()
 
 
 # ----------------------------------------------------------------------------------------- cached calls into core/
-@st.cache_resource(show_spinner="Loading the model…")
-def load_scorer(model_dir: str) -> scoring.Scorer:
-    """One Scorer per model, shared by every session (thread-safe)."""
-    return scoring.load_scorer(model_dir)
-
-
 @st.cache_resource(show_spinner=False)
 def load_guard(model_dir: str):
     """The model's out-of-distribution calibration (None when it has none)."""
@@ -56,13 +51,6 @@ def check_distribution(model_dir: str, name: str, data: bytes):
     return ood.check(load_scorer(model_dir), calibration, decode_xray(data, name=name), raw_bytes=data)
 
 
-@st.cache_data(show_spinner=False)
-def read_sample(path: str) -> bytes:
-    """Bytes of a shipped sample file."""
-    with open(path, "rb") as handle:
-        return handle.read()
-
-
 def deletion_figure(curve) -> go.Figure:
     """The deletion curve against the random-order reference."""
     figure = go.Figure()
@@ -79,24 +67,8 @@ st.title("🩻 Prediction")
 st.caption("Score a chest X-ray with a trained model and see which regions drove the score. "
            "Uploads stay in memory; nothing is written to disk and DICOM patient tags are never read into the app.")
 
-entries = registry.list_models()
-models = [entry for entry in entries if entry.available]
-for unavailable in (entry for entry in entries if not entry.available):
-    st.caption(f":gray[Unavailable: {unavailable.name} — {unavailable.reason}]")
-if not models:
-    st.warning("No trained model is available. Train the shipped models with `make models` (or `python train.py`) "
-               "and reload this page.")
-    st.stop()
-names = [entry.name for entry in models]
-default_name = (st.session_state.get("operating_point") or {}).get("model")
-entry = models[names.index(st.selectbox("Model", names, index=names.index(default_name) if default_name in names else 0,
-                                        format_func=lambda n: models[names.index(n)].display_name, key="prediction_model"))]
+entry = pick_model(key="prediction_model", default=(st.session_state.get("operating_point") or {}).get("model"))
 model_dir = str(entry.path)
-try:
-    load_scorer(model_dir)
-except ValueError as error:  # registry.ModelUnavailableError or a card/model mismatch
-    st.error(f"**{entry.display_name}** cannot be used: {error}")
-    st.stop()
 threshold, threshold_source = scoring.operating_threshold(entry.name, entry.card, st.session_state.get("operating_point"))
 st.caption(f"Decision threshold **{threshold:.3f}**: {threshold_source}.")
 

@@ -6,27 +6,15 @@ import math
 
 import streamlit as st
 
-from core import config, explain, registry
+from core import config, explain
 from core import predict as scoring
 from core.imaging import InvalidImageError, decode_xray
+from ui import load_scorer, pick_model, read_sample
 
 config.quiet_tensorflow()
 
 MAPS_PER_PAGE = 16
 GRID_COLUMNS = 4
-
-
-@st.cache_resource(show_spinner="Loading the model…")
-def load_scorer(model_dir: str) -> scoring.Scorer:
-    """One Scorer per model, shared by every session."""
-    return scoring.load_scorer(model_dir)
-
-
-@st.cache_data(show_spinner=False)
-def read_sample(path: str) -> bytes:
-    """Bytes of a shipped sample file."""
-    with open(path, "rb") as handle:
-        return handle.read()
 
 
 @st.cache_data(show_spinner="Computing the layer's feature maps…", max_entries=32)
@@ -47,21 +35,8 @@ st.title("🧠 Activation maps")
 st.caption("Feature maps show where each filter of a layer fires on this X-ray; filter visualisations show the input "
            "pattern each filter responds to most (activation maximisation by gradient ascent).")
 
-entries = registry.list_models()
-models = [entry for entry in entries if entry.available]
-for unavailable in (entry for entry in entries if not entry.available):
-    st.caption(f":gray[Unavailable: {unavailable.name} — {unavailable.reason}]")
-if not models:
-    st.warning("No trained model is available. Train the shipped models with `make models` and reload this page.")
-    st.stop()
-names = [entry.name for entry in models]
-entry = models[names.index(st.selectbox("Model", names, format_func=lambda n: models[names.index(n)].display_name, key="activation_model"))]
+entry = pick_model(key="activation_model")
 model_dir = str(entry.path)
-try:
-    load_scorer(model_dir)
-except ValueError as error:  # registry.ModelUnavailableError or a card/model mismatch
-    st.error(f"**{entry.display_name}** cannot be used: {error}")
-    st.stop()
 
 source = st.radio("Image", ["Real sample", "Upload"], horizontal=True, key="activation_source")
 if source == "Upload":
