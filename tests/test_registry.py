@@ -26,6 +26,7 @@ def write_model_folder(
     n_test: int = 400,
     separation: float = 0.35,
     threshold_rule: str = "specificity",
+    prevalence: float = 0.7,
 ) -> Path:
     """Write models/<name>/ with a placeholder model.keras, card.json/md, history.csv and predictions.csv."""
     rng = np.random.default_rng(seed)
@@ -33,7 +34,7 @@ def write_model_folder(
     folder.mkdir(parents=True)
     rows = []
     for split, n in (("val", n_val), ("test", n_test)):
-        y = (rng.random(n) < 0.7).astype(int)
+        y = (rng.random(n) < prevalence).astype(int)
         s = np.clip(rng.normal(0.5 - separation / 2 + separation * y, 0.18), 0.0, 1.0).round(4)
         rows += [
             {"path": f"{split}/{'PNEUMONIA' if yi else 'NORMAL'}/img{i}.jpeg", "split": split, "label": yi, "score": si}

@@ -179,3 +179,21 @@ def test_threshold_survives_a_visit_to_another_page(models_root: Path) -> None:
     at.switch_page(PAGE).run()
     assert not at.exception, at.exception
     assert at.slider(key="threshold").value == 0.42
+
+
+def test_nih_scale_predictions_at_low_prevalence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """NIH ChestX-ray14's official test list: 25,596 films at ~1.3% pneumonia. PPV and NPV on screen are the
+    split's own (scikit-learn), and the prevalence the page reports is the split's."""
+    root = tmp_path / "models"
+    write_model_folder(root, "nih-like", seed=5, n_val=8000, n_test=25_596, prevalence=0.013, separation=0.3)
+    monkeypatch.setenv("PNEUMONIA_MODELS", str(root))
+    at = _open_page()
+    test = _split(root, "nih-like", "test")
+    assert len(test) == 25_596 and 0.01 < test["label"].mean() < 0.016
+    at.slider(key="threshold").set_value(0.6).run()
+    assert not at.exception, at.exception
+    pred = (test["score"] >= 0.6).astype(int)
+    tn, fp, fn, tp = skm.confusion_matrix(test["label"], pred, labels=[0, 1]).ravel()
+    assert _metric(at, "Precision (PPV)") == f"{skm.precision_score(test['label'], pred, zero_division=0.0):.3f}"
+    assert _metric(at, "NPV") == f"{tn / (tn + fn):.3f}"
+    assert f"{test['label'].mean():.1%}" in " ".join(str(r.options) for r in at.radio)
