@@ -266,8 +266,12 @@ def load_keras_model(entry: ModelEntry | Path | str):  # -> keras.Model (lazy im
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # Keras raises many types (ValueError, OSError, TypeError...) for bad archives.
+        first_line = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+        if len(first_line) > 300:
+            first_line = first_line[:300] + "…"
+        logger.info("Loading %s failed: %s", path, exc)  # the whole Keras text, for whoever reads the log
         raise ModelUnavailableError(
-            f"{MODEL_FILE} in {folder.name} cannot be loaded ({type(exc).__name__}: {exc}); "
+            f"{MODEL_FILE} in {folder.name} cannot be loaded ({type(exc).__name__}: {first_line}); "
             "retrain it with train.py or restore the file."
         ) from exc
 
