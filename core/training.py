@@ -180,6 +180,44 @@ DATASET_PROVENANCE = (
     "for Classification', Mendeley Data, doi:10.17632/rscbjbr9sj.2, CC BY 4.0; shipped resized to 224x224."
 )
 
+NIH_INTENDED_USE = (
+    "Research and teaching demonstration: flags adult chest X-rays (NIH ChestX-ray14) whose report mentions "
+    "pneumonia, to compare models and study operating points at a low prevalence. Not a diagnostic device; "
+    "every output needs review by a qualified clinician."
+)
+NIH_LIMITATIONS = [
+    "Trained and evaluated on NIH ChestX-ray14 (Wang et al. 2017, NIH Clinical Center): adult PA and AP films "
+    "from one hospital; paediatric films and other hospitals' films are out of distribution.",
+    "Labels are text-mined from radiology reports (estimated > 90% accurate), not read from the images; "
+    "'Pneumonia' overlaps with infiltration and consolidation.",
+    "Pneumonia prevalence is about 1%: PPV stays low at any useful sensitivity; read it next to the prevalence.",
+    "Confidence intervals resample images, not patients; they are slightly optimistic where one "
+    "patient has several films.",
+    "Not a medical device: not cleared or approved for clinical use.",
+]
+NIH_PROVENANCE = (
+    "Wang et al. (2017), 'ChestX-ray8: Hospital-scale Chest X-ray Database and Benchmarks', NIH Clinical "
+    "Center; labels from Data_Entry_2017.csv ('Pneumonia' in Finding Labels)."
+)
+DATASET_TEXTS = {
+    "kaggle": {"name": "Chest X-Ray Images (Pneumonia), Kermany et al. 2018 (paediatric, Guangzhou)",
+               "provenance": DATASET_PROVENANCE, "intended_use": INTENDED_USE, "limitations": LIMITATIONS},
+    "nih": {"name": "NIH ChestX-ray14 (adult, NIH Clinical Center)", "provenance": NIH_PROVENANCE,
+            "intended_use": NIH_INTENDED_USE, "limitations": NIH_LIMITATIONS},
+}
+"""Name, provenance, intended use and limitations written in the card, by dataset layout."""
+
+
+def dataset_texts(data_root: str | Path) -> dict:
+    """The card texts for the dataset at `data_root` (Kaggle paediatric set unless the folder is NIH-layout)."""
+    from core import data
+
+    try:
+        layout = data.detect_layout(data_root)
+    except (ValueError, OSError):
+        layout = "kaggle"
+    return DATASET_TEXTS.get(layout, DATASET_TEXTS["kaggle"])
+
 
 @dataclass
 class TrainConfig:
@@ -284,10 +322,10 @@ def dataset_summary(index: pd.DataFrame, data_root: str | Path) -> dict:
     except ValueError:
         root_text = str(root)
     return {
-        "name": "Chest X-Ray Images (Pneumonia), Kermany et al. 2018 (paediatric, Guangzhou)",
+        "name": dataset_texts(data_root)["name"],
         "root": root_text,
         "fingerprint": fingerprint,
-        "provenance": DATASET_PROVENANCE,
+        "provenance": dataset_texts(data_root)["provenance"],
         "split_seed": config.SPLIT_SEED,
         "validation_fraction": config.VALIDATION_FRACTION,
         "images_per_split": {s: int((index["split"] == s).sum()) for s in ("train", "val", "test")},
@@ -716,6 +754,7 @@ def build_card(
     from core import zoo
 
     spec = zoo.get_spec(cfg.model)
+    texts = next((t for t in DATASET_TEXTS.values() if t["name"] == dataset.get("name")), DATASET_TEXTS["kaggle"])
     trainable = int(sum(np.prod(v.shape) for v in model.trainable_weights))
     run_config = {k: v for k, v in asdict(cfg).items() if k not in {"progress", "models_dir", "cache_dir", "overwrite"}}
     run_config["img_size"] = cfg.size()
@@ -738,8 +777,8 @@ def build_card(
             "rule_id": cfg.threshold_rule, "target": cfg.threshold_target,
         },
         "metrics": results,
-        "intended_use": INTENDED_USE,
-        "limitations": LIMITATIONS,
+        "intended_use": texts["intended_use"],
+        "limitations": texts["limitations"],
         "versions": _versions(),
     }
     card.update(extra or {})

@@ -110,6 +110,8 @@ def test_train_cli_on_nih_folder(data_root: Path, tmp_path: Path, capsys: pytest
     assert code == 0, capsys.readouterr().err
     assert [p.name for p in models.iterdir()] == ["nih-mlp"]
     card = json.loads((models / "nih-mlp" / "card.json").read_text())
+    assert card["dataset"]["name"].startswith("NIH ChestX-ray14") and "Wang et al." in card["dataset"]["provenance"]
+    assert any("text-mined" in line for line in card["limitations"]) and "paediatric" not in card["intended_use"]
     replicas = card["distribution"]["replicas"]
     assert card["distribution"] == {"strategy": "mirrored", "replicas": replicas, "workers": 1,
                                     "per_replica_batch_size": 8, "global_batch_size": 8 * replicas}
