@@ -43,8 +43,10 @@ REDRAWN_JS = """
       .find(e => e.innerText.startsWith('Threshold '));
   if (!el || el.innerText === previous) return false;
   const value = parseFloat(el.innerText.slice('Threshold '.length));
+  // The caption has 4 decimals and the annotation 3: compare numbers (rounding twice can differ in the last digit).
   return [...document.querySelectorAll('text.annotation-text')]
-      .some(a => a.textContent === 'threshold ' + value.toFixed(3));
+      .some(a => a.textContent.startsWith('threshold ')
+                 && Math.abs(parseFloat(a.textContent.slice('threshold '.length)) - value) <= 0.00051);
 }
 """
 SLIDER = '[data-testid="stSlider"] input[type="range"]'
@@ -107,12 +109,13 @@ def measure(port: int) -> dict:
                 key_times.append(_move(page, lambda: page.keyboard.press(key)))
 
             click_times = []
-            buttons = page.locator('[data-testid="stButton"] button', has_text="·")
+            buttons = page.locator('[data-testid="stButton"] button:visible', has_text="·")
             for i in range(10):
                 button = buttons.nth(i % buttons.count())
                 target = float(button.inner_text().rsplit("·", 1)[1])
-                if f"Threshold {target:.3f}" in page.evaluate(CAPTION_JS):
-                    continue  # already there: nothing would change
+                current = float(page.evaluate(CAPTION_JS).split()[1].rstrip(":"))
+                if abs(current - target) <= 0.00051:
+                    continue  # already there (the button shows 3 decimals): nothing would change
                 click_times.append(_move(page, button.click))
         finally:
             browser.close()
