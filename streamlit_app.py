@@ -7,6 +7,7 @@ from pathlib import Path
 import streamlit as st
 
 from core import config
+from ui import follow_deep_link
 
 config.quiet_tensorflow()
 
@@ -29,6 +30,7 @@ available_pages = [
 # The navigation is drawn by hand below (st.page_link) and Streamlit's automatic one is hidden in
 # .streamlit/config.toml: otherwise the pages/ folder's own listing can flash in the sidebar on first load.
 navigation = st.navigation(available_pages, position="hidden")
+follow_deep_link()
 
 if "data_root" not in st.session_state:
     st.session_state["data_root"] = str(config.data_root())

@@ -1,14 +1,49 @@
-"""Streamlit pieces shared by several pages: the cached model loader, shipped sample bytes, the model picker.
+"""Streamlit pieces shared by the pages: deep-link entry, the cached model loader, sample bytes, the model picker.
 
 Pages stay layout only; this module holds the few widgets and caches that two pages would otherwise repeat.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from core import predict as scoring
 from core import registry
+
+APP_SHELL_KEY = "app_shell"
+"""Session-state flag set by streamlit_app.py on every run: the navigation and the sidebar are in place."""
+DEEP_LINK_KEY = "deep_link"
+"""Session-state key holding the page a deep link asked for, while the request goes through the entry point."""
+
+
+def enter_through_app(page_file: str) -> None:
+    """Send a page that runs without the app's entry point through streamlit_app.py, then back to the page.
+
+    On a fresh server the first request for a deep link (e.g. /Dataset) is served by Streamlit's pages/ folder
+    fallback, before streamlit_app.py has ever declared its st.navigation: the page would run without the sidebar,
+    the navigation or the wide layout. Pages call this first; it does nothing once the entry point has run, or when
+    a page is run on its own (its own file is the main script, as in an AppTest of one page).
+    """
+    if st.session_state.get(APP_SHELL_KEY):
+        return
+    context = get_script_run_ctx()
+    main_script = Path(getattr(context, "main_script_path", "") or "")
+    page = Path(page_file).resolve()
+    if main_script.name != "streamlit_app.py" or page == main_script.resolve():
+        return
+    st.session_state[DEEP_LINK_KEY] = page.relative_to(main_script.resolve().parent).as_posix()
+    st.switch_page(main_script.name)
+
+
+def follow_deep_link() -> None:
+    """In streamlit_app.py, after st.navigation: go on to the page a deep link asked for (see enter_through_app)."""
+    st.session_state[APP_SHELL_KEY] = True
+    wanted = st.session_state.pop(DEEP_LINK_KEY, None)
+    if wanted:
+        st.switch_page(wanted)
 
 
 @st.cache_resource(show_spinner="Loading the model…")

@@ -8,6 +8,9 @@ import pandas as pd
 import streamlit as st
 
 from core import config, registry, report
+from ui import enter_through_app
+
+enter_through_app(__file__)
 
 PRESENTATION_CSS = """
 <style>

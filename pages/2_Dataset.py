@@ -11,6 +11,9 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import config, data, dataset_summary, imaging
+from ui import enter_through_app
+
+enter_through_app(__file__)
 
 CLASS_COLOURS = {"NORMAL": "#2b8a3e", "PNEUMONIA": "#c92a2a"}
 SPLIT_LABELS = {"train": "train", "val": "validation", "test": "test (official)"}

@@ -7,6 +7,9 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import config, metrics, registry
+from ui import enter_through_app
+
+enter_through_app(__file__)
 
 SPLIT_NAMES = {"test": "TEST", "val": "VALIDATION"}
 PREVALENCE_PRESETS = {

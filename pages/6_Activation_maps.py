@@ -9,7 +9,9 @@ import streamlit as st
 from core import config, explain
 from core import predict as scoring
 from core.imaging import InvalidImageError, decode_xray
-from ui import load_scorer, pick_model, read_sample
+from ui import enter_through_app, load_scorer, pick_model, read_sample
+
+enter_through_app(__file__)
 
 config.quiet_tensorflow()
 
