@@ -72,6 +72,19 @@ def _sklearn_recall_specificity(threshold: float) -> tuple[float, float]:
     return recall_score(labels, decided, pos_label=1, zero_division=0), recall_score(labels, decided, pos_label=0, zero_division=0)
 
 
+def _metrics_once_settled(page, wanted: dict[str, str], *, timeout_s: float = 30) -> dict[str, str]:
+    """The shown values of the metrics named in `wanted`, read again until they equal it or `timeout_s` passes.
+
+    The metrics are drawn after the threshold caption in the same fragment rerun, so they can lag it briefly.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        shown = {label: metric_value(page, label) for label in wanted}
+        if shown == wanted or time.monotonic() > deadline:
+            return shown
+        page.wait_for_timeout(200)
+
+
 def test_threshold_slider_moves_with_the_keyboard_and_the_numbers_follow(page, dashboard, artifacts_dir: Path) -> None:
     open_page(page, dashboard.url, "Threshold_explorer")
     start = _threshold_caption(page)
@@ -83,11 +96,11 @@ def test_threshold_slider_moves_with_the_keyboard_and_the_numbers_follow(page, d
     page.screenshot(path=str(artifacts_dir / "threshold_slider_moved.png"), full_page=True)
     top = _press_and_wait(page, thumb, "End", 1, moved)
     expected = _sklearn_recall_specificity(top)  # a saturated sigmoid can score exactly 1.0, so not always 0 / 1
-    assert metric_value(page, "Recall (sensitivity)") == f"{expected[0]:.3f}"
-    assert metric_value(page, "Specificity") == f"{expected[1]:.3f}"
+    wanted = {"Recall (sensitivity)": f"{expected[0]:.3f}", "Specificity": f"{expected[1]:.3f}"}
+    assert _metrics_once_settled(page, wanted) == wanted
     assert _press_and_wait(page, thumb, "Home", 1, top) == 0.0
-    assert metric_value(page, "Recall (sensitivity)") == "1.000"  # everything is called pneumonia at 0
-    assert metric_value(page, "Specificity") == "0.000"
+    wanted = {"Recall (sensitivity)": "1.000", "Specificity": "0.000"}  # everything is called pneumonia at 0
+    assert _metrics_once_settled(page, wanted) == wanted
     page.screenshot(path=str(artifacts_dir / "threshold_slider.png"), full_page=True)
     assert not exceptions(page)
 
