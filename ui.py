@@ -10,8 +10,8 @@ from pathlib import Path
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
+from core import config, registry
 from core import predict as scoring
-from core import registry
 
 APP_SHELL_KEY = "app_shell"
 """Session-state flag set by streamlit_app.py on every run: the navigation and the sidebar are in place."""
@@ -46,6 +46,18 @@ def follow_deep_link() -> None:
         st.switch_page(wanted)
 
 
+@st.cache_data(show_spinner=False)
+def _listed_models(models_dir: str, signature: tuple) -> list[registry.ModelEntry]:
+    """registry.list_models, cached until a file in a model folder changes (signature = names, times, sizes)."""
+    return registry.list_models(models_dir)
+
+
+def model_entries() -> list[registry.ModelEntry]:
+    """Every model folder of config.models_dir(), usable or not, read again only when one of its files changes."""
+    models_dir = str(config.models_dir())
+    return _listed_models(models_dir, registry.models_signature(models_dir))
+
+
 @st.cache_resource(show_spinner="Loading the model…")
 def load_scorer(model_dir: str) -> scoring.Scorer:
     """One Scorer per model, shared by every session and every page (thread-safe)."""
@@ -64,7 +76,7 @@ def pick_model(*, key: str, default: str | None = None) -> registry.ModelEntry:
 
     Stops the page with a message when no model is usable, or when the chosen one cannot be loaded.
     """
-    entries = registry.list_models()
+    entries = model_entries()
     models = [entry for entry in entries if entry.available]
     for unavailable in (entry for entry in entries if not entry.available):
         st.caption(f":gray[Unavailable: {unavailable.name} — {unavailable.reason}]")

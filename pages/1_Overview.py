@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -26,20 +25,8 @@ section[data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"], [da
 
 
 # ------------------------------------------------------------------------------ cached data access
-def _stamp(folder: Path) -> float:
-    """Latest modification time of a model's predictions + card, so caches refresh when it is retrained."""
-    files = [folder / registry.PREDICTIONS_FILE, folder / registry.CARD_FILE]
-    return max((f.stat().st_mtime for f in files if f.exists()), default=0.0)
-
-
-def _models_stamp(models_dir: str) -> float:
-    """Latest stamp over every model folder (the ranking changes when any model changes)."""
-    root = Path(models_dir)
-    return max((_stamp(p) for p in root.iterdir() if p.is_dir()), default=0.0) if root.is_dir() else 0.0
-
-
 @st.cache_data(show_spinner=False, ttl=60)
-def ranking(models_dir: str, stamp: float) -> pd.DataFrame:
+def ranking(models_dir: str, signature: tuple) -> pd.DataFrame:
     return report.rank_models(models_dir)
 
 
@@ -68,7 +55,7 @@ def example_cases(models_dir: str, name: str, stamp: float, data_root: str, heat
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
-def report_html(models_dir: str, data_root: str, stamp: float) -> bytes:
+def report_html(models_dir: str, data_root: str, signature: tuple) -> bytes:
     return report.build_report(models_dir, data_root, heatmaps=True).encode("utf-8")
 
 
@@ -109,14 +96,14 @@ with st.container(key="overview_section_data"):
             figure.update_layout(font_size=20, height=560)
         st.plotly_chart(figure, key="overview_dataset_chart")
 
-ranked = ranking(models_dir, _models_stamp(models_dir))
+ranked = ranking(models_dir, registry.models_signature(models_dir))
 if ranked.empty:
     st.info(f"No usable trained model in `{models_dir}` yet. Train the shipped set with `make models`; "
             "the rest of this page appears when a model is there.")
     st.stop()
 best = ranked.iloc[0]
 entry = registry.get_model(str(best["model"]), models_dir)
-stamp = _stamp(entry.path)
+stamp = entry.stamp
 
 with st.container(key="overview_section_model"):
     st.header("The recommended model")
@@ -181,7 +168,7 @@ with st.container(key="overview_section_provenance"):
             st.json(entry.card)
     st.download_button(
         "Download report (one HTML file, opens offline)",
-        data=lambda: report_html(models_dir, data_root, _models_stamp(models_dir)),
+        data=lambda: report_html(models_dir, data_root, registry.models_signature(models_dir)),
         file_name="pneumonia_report.html",
         mime="text/html",
         on_click="ignore",

@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import config, metrics, registry
-from ui import enter_through_app
+from ui import enter_through_app, model_entries
 
 enter_through_app(__file__)
 
@@ -24,12 +24,6 @@ METRIC_LABELS = {
 
 
 # ------------------------------------------------------------------------------ cached data access
-@st.cache_data(show_spinner=False)
-def list_models(models_dir: str, signature: tuple) -> list[registry.ModelEntry]:
-    """The model list, recomputed whenever a file in a model folder changes (signature = names, times, sizes)."""
-    return registry.list_models(models_dir)
-
-
 @st.cache_data(show_spinner="Bootstrapping 95% confidence intervals…")
 def summary_row(_entry: registry.ModelEntry, path: str, stamp: float, split: str) -> dict:
     """One table row with bootstrap CIs (registry.model_summary), cached per model file version and split."""
@@ -79,7 +73,7 @@ st.caption(
 )
 
 models_dir = str(config.models_dir())
-entries = list_models(models_dir, registry.models_signature(models_dir))
+entries = model_entries()
 ready = [e for e in entries if e.available]
 broken = [e for e in entries if not e.available]
 

@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import config, metrics, registry
-from ui import enter_through_app
+from ui import enter_through_app, model_entries
 
 enter_through_app(__file__)
 
@@ -29,12 +29,6 @@ SLIDER_KEY = "threshold"
 
 
 # ------------------------------------------------------------------------------ cached data access
-@st.cache_data(show_spinner=False)
-def list_models(models_dir: str, signature: tuple) -> list[registry.ModelEntry]:
-    """The model list, recomputed whenever a file in a model folder changes (signature = names, times, sizes)."""
-    return registry.list_models(models_dir)
-
-
 @st.cache_data(show_spinner=False)
 def split_view(path: str, stamp: float, split: str) -> dict:
     """Everything the fragment needs for one (model, split), computed once: the sweep, curves, histogram."""
@@ -69,7 +63,7 @@ st.caption(
 )
 
 models_dir = str(config.models_dir())
-entries = list_models(models_dir, registry.models_signature(models_dir))
+entries = model_entries()
 ready = [e for e in entries if e.available]
 for entry in (e for e in entries if not e.available):
     st.caption(f":gray[Unavailable: {entry.name} — {entry.reason}]")
