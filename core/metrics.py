@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Literal
@@ -614,3 +615,87 @@ def format_ci(entry: dict[str, float], *, digits: int = 3) -> str:
     if low is None or high is None or math.isnan(float(low)) or math.isnan(float(high)):
         return f"{value:.{digits}f}"
     return f"{value:.{digits}f} ({low:.{digits}f}–{high:.{digits}f})"
+
+
+# --------------------------------------------------------------------------------------------------
+# Bootstrap over patients (cluster bootstrap): films of one patient are resampled together
+# --------------------------------------------------------------------------------------------------
+def _weighted_statistics(y_desc: np.ndarray, s_desc: np.ndarray, starts: np.ndarray, weights: np.ndarray,
+                         threshold: float) -> np.ndarray:
+    """METRIC_KEYS (9, R) for R weightings (R, n) of films sorted by descending score (ties as scikit-learn)."""
+    w_pos = weights * y_desc
+    w_neg = weights * (1 - y_desc)
+    n_pos, n_neg = w_pos.sum(axis=1), w_neg.sum(axis=1)
+    called = s_desc >= threshold
+    tp, fp = w_pos[:, called].sum(axis=1), w_neg[:, called].sum(axis=1)
+    m = _metrics_from_counts(tp, fp, n_neg - fp, n_pos - tp, prevalence=None, zero_division=0.0)
+    # Sums per tie group of equal scores, in descending score order.
+    g_pos = np.add.reduceat(w_pos, starts, axis=1)
+    g_neg = np.add.reduceat(w_neg, starts, axis=1)
+    cum_tp, cum_fp = np.cumsum(g_pos, axis=1), np.cumsum(g_neg, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # Mann-Whitney: each positive beats the negatives strictly below its score, ties count half.
+        auc = (g_pos * (n_neg[:, None] - cum_fp + 0.5 * g_neg)).sum(axis=1) / (n_pos * n_neg)
+        precision_at = _ratio(cum_tp, cum_tp + cum_fp, 0.0)
+        ap = (g_pos * precision_at).sum(axis=1) / n_pos
+        brier = (weights * (s_desc - y_desc) ** 2).sum(axis=1) / weights.sum(axis=1)
+    undefined = (n_pos == 0) | (n_neg == 0)  # a resample with one class only: no AUC, no sensitivity/specificity
+    auc[undefined] = np.nan
+    ap[undefined] = np.nan
+    out = np.stack([m["accuracy"], m["precision"], m["recall"], m["specificity"], m["f1"], m["npv"], auc, ap, brier])
+    out[1:6, undefined] = np.nan
+    return out
+
+
+def summarize_with_group_ci(
+    y_true: object,
+    scores: object,
+    threshold: float,
+    groups: object | None = None,
+    *,
+    n_resamples: int = config.BOOTSTRAP_RESAMPLES,
+    confidence: float = config.CONFIDENCE_LEVEL,
+    seed: int = 0,
+) -> dict[str, dict[str, float]]:
+    """Every card metric at `threshold` with a percentile bootstrap CI that resamples patients, not films.
+
+    y_true (n,) of 0/1, scores (n,), groups (n,) of patient ids (any hashable; None = every film its own
+    patient). Each resample draws as many patients as there are, with replacement, and keeps all films of
+    each drawn patient (a cluster bootstrap), so films of one patient never count as independent evidence.
+    Returns {metric: {"value", "ci_low", "ci_high", "ci_width"}} for METRIC_KEYS; `value` is on the full
+    sample and equals scikit-learn's. Resamples that hold one class only are left out of the intervals of
+    the metrics they cannot define.
+    """
+    y, s = _as_arrays(y_true, scores)
+    _require_both_classes(y, "Bootstrap confidence intervals")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), e.g. 0.95; got {confidence}.")
+    if groups is None:
+        codes = np.arange(y.size)
+    else:
+        group_array = np.asarray(groups)
+        if group_array.shape != y.shape:
+            raise ValueError(f"groups must hold one patient id per film ({y.size}); got shape {group_array.shape}.")
+        codes = pd.factorize(pd.Series(group_array, dtype=object))[0]
+    order = np.argsort(-s, kind="mergesort")
+    y_desc, s_desc, codes = y[order].astype(np.float64), s[order], codes[order]
+    starts = np.flatnonzero(np.concatenate(([True], s_desc[1:] != s_desc[:-1])))
+    values = _weighted_statistics(y_desc, s_desc, starts, np.ones((1, y.size)), threshold)[:, 0]
+    n_groups = int(codes.max()) + 1
+    rng = np.random.default_rng(seed)
+    batch = max(1, min(n_resamples, 4_000_000 // max(1, y.size)))
+    resampled = []
+    for done in range(0, n_resamples, batch):
+        size = min(batch, n_resamples - done)
+        counts = rng.multinomial(n_groups, np.full(n_groups, 1.0 / n_groups), size=size).astype(np.float64)
+        resampled.append(_weighted_statistics(y_desc, s_desc, starts, counts[:, codes], threshold))
+    stats = np.concatenate(resampled, axis=1)
+    alpha = (1.0 - confidence) / 2.0
+    with warnings.catch_warnings():  # an all-NaN column (a metric no resample defines) gives NaN bounds, on purpose
+        warnings.simplefilter("ignore", RuntimeWarning)
+        low, high = np.nanpercentile(stats, [100 * alpha, 100 * (1 - alpha)], axis=1)
+    return {
+        key: {"value": float(values[i]), "ci_low": float(low[i]), "ci_high": float(high[i]),
+              "ci_width": float(high[i] - low[i])}
+        for i, key in enumerate(METRIC_KEYS)
+    }
