@@ -2,15 +2,26 @@
 
 One entry point, `decode_xray`, handles raster formats through Pillow (PNG, JPEG, BMP, TIFF, GIF, WebP,
 JPEG 2000) and DICOM through pydicom (modality LUT / rescale, VOI LUT or window, MONOCHROME1 inversion,
-compressed transfer syntaxes through the installed pylibjpeg decoders). Every unreadable input raises
-`InvalidImageError` with a message a clinician can act on.
+every compressed transfer syntax pydicom supports through the decoders pinned in requirements.txt, see
+`DICOM_DECODERS`). Every unreadable input raises `InvalidImageError` with a message a clinician can act on;
+what was done to a readable one that a reader should know (bit depth rescaled, DICOM encoding inferred,
+first frame of several) is in `DecodedXray.notes`, plain sentences the page and the CLI show.
 
 Decisions worth knowing:
 - Colour images become grey with the ITU-R BT.601 luma weights (the weights Pillow's "L" mode uses),
   computed in float so nothing is rounded twice.
 - Transparent pixels (RGBA, LA, palette with transparency) are composited onto black: black is "no signal"
   on a radiograph, the same as the background outside the body.
-- 16-bit greyscale (PNG, TIFF) keeps its full range: values are divided by 65535, never cut to 8 bits.
+- 16-bit greyscale (PNG, TIFF) is never cut to 8 bits. It is divided by the largest value its real bit depth
+  allows: the PNG sBIT chunk (when the values were not scaled up to 16 bits as the PNG standard asks) or TIFF
+  MaxSampleValue where present, else the range actually used (12-bit detector values saved as 16-bit, what
+  `cv2.imwrite(ds.pixel_array)` writes, are divided by 4095, not 65535, which would make the film almost black).
+- DICOM without file meta or without Transfer Syntax UID: pydicom infers implicit/explicit VR and endianness
+  from the header while parsing; the pixel encoding is taken from that, or for encapsulated (compressed) pixel
+  data from the codestream itself (JPEG SOF marker, JPEG-LS, JPEG 2000, RLE header).
+- HEIC/HEIF and AVIF photos (iPhone, Android) are recognised by their ISO-BMFF `ftyp` brand, whatever their
+  file name, and refused with how to get a JPEG: the only HEIF decoder wheel on PyPI (pillow-heif) is GPL-2.0
+  as a binary, see THIRD_PARTY_NOTICES.md.
 - Only the Pillow plugins in `PILLOW_FORMATS` may open a file (never EPS, which would start Ghostscript).
 - Multi-frame files (animated GIF, multi-page TIFF, multi-frame DICOM): the first frame is used and
   `metadata["n_frames"]` says how many there were.
@@ -55,6 +66,21 @@ DICOM_METADATA_TAGS = {
 # Pillow plugins allowed to open uploads (JPEG covers multi-picture MPO; no EPS: it would run Ghostscript).
 PILLOW_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "GIF", "WEBP", "JPEG2000", "PPM")
 
+# Which installed package decodes which compressed DICOM transfer syntax (licence in brackets); pydicom tries
+# the available plugins in its own order. Documented in README.md and THIRD_PARTY_NOTICES.md.
+DICOM_DECODERS = {
+    "JPEG Baseline 8-bit (1.2.840.10008.1.2.4.50)": "python-gdcm (Apache-2.0 / GDCM BSD-3), pillow (MIT-CMU)",
+    "JPEG Extended 12-bit (1.2.840.10008.1.2.4.51)": "imagecodecs (BSD-3, libjpeg-turbo) via core.dicom_decoders; "
+                                                     "8-bit also python-gdcm, pillow",
+    "JPEG Lossless P14 (1.2.840.10008.1.2.4.57)": "python-gdcm (Apache-2.0 / GDCM BSD-3)",
+    "JPEG Lossless SV1 (1.2.840.10008.1.2.4.70)": "python-gdcm (Apache-2.0 / GDCM BSD-3)",
+    "JPEG-LS Lossless / Near-lossless (1.2.840.10008.1.2.4.80/.81)": "pyjpegls (MIT, CharLS BSD-3), python-gdcm",
+    "JPEG 2000 (1.2.840.10008.1.2.4.90/.91)": "pylibjpeg-openjpeg (MIT, OpenJPEG BSD-2), python-gdcm, pillow",
+    "HTJ2K (1.2.840.10008.1.2.4.201/.202/.203)": "pylibjpeg-openjpeg (MIT, OpenJPEG BSD-2)",
+    "RLE Lossless (1.2.840.10008.1.2.5)": "pylibjpeg-rle (MIT), pydicom's own numpy decoder",
+    "Deflated Explicit VR Little Endian (1.2.840.10008.1.2.1.99)": "pydicom (MIT, zlib)",
+}
+
 _FIX_FILE = "Export the X-ray again from the viewer or PACS as PNG, JPEG or DICOM and upload that file."
 _SUPPORTED = "PNG, JPEG, BMP, TIFF, GIF or DICOM"
 
@@ -75,6 +101,11 @@ class DecodedXray:
     def shape(self) -> tuple[int, int]:
         """(height, width) in pixels."""
         return self.pixels.shape  # type: ignore[return-value]
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """Plain sentences on what decoding did that a reader should know (also `metadata["notes"]`); () if nothing."""
+        return tuple(self.metadata.get("notes", ()))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -148,6 +179,9 @@ def sniff_format(data: bytes) -> str:
             return kind
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "WEBP"
+    iso_media = _iso_media_kind(data)
+    if iso_media:
+        return iso_media
     if _looks_like_text(data[:4096]):
         return "TEXT"
     if _looks_like_headerless_dicom(data):
@@ -171,9 +205,74 @@ def _looks_like_text(chunk: bytes) -> bool:
     return printable >= 0.95 * max(len(text), 1)
 
 
+# ISO base media file format (HEIF, AVIF, MP4, QuickTime): the `ftyp` box's major and compatible brands.
+_HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"mif2", b"msf1"}
+_AVIF_BRANDS = {b"avif", b"avis"}
+_VIDEO_BRANDS = {b"isom", b"iso2", b"iso4", b"iso5", b"iso6", b"mp41", b"mp42", b"qt  ", b"M4V ", b"avc1", b"3gp4",
+                 b"3gp5", b"3gp6", b"3g2a", b"dash", b"MSNV"}
+
+
+def _iso_media_kind(data: bytes) -> str | None:
+    """'HEIF', 'AVIF' or 'VIDEO' for an ISO-BMFF file (an `ftyp` box first), else None."""
+    if len(data) < 16 or data[4:8] != b"ftyp":
+        return None
+    box_size = int.from_bytes(data[:4], "big")
+    end = min(max(box_size, 16), len(data), 512)
+    brands = [data[8:12]] + [data[offset : offset + 4] for offset in range(16, end - 3, 4)]
+    for brand in brands:  # the major brand first, then the compatible ones in order
+        if brand in _AVIF_BRANDS:
+            return "AVIF"
+        if brand in _HEIF_BRANDS:
+            return "HEIF"
+    return "VIDEO" if any(brand in _VIDEO_BRANDS for brand in brands) else None
+
+
+# DICOM value representations (PS3.5 6.2); those in _LONG_VRS have a 2-byte reserved field and a 4-byte length.
+_DICOM_VRS = {b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT", b"OB", b"OD", b"OF",
+              b"OL", b"OV", b"OW", b"PN", b"SH", b"SL", b"SQ", b"SS", b"ST", b"SV", b"TM", b"UC", b"UI", b"UL", b"UN",
+              b"UR", b"US", b"UT", b"UV"}
+_LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT", b"SV", b"UV"}
+
+
 def _looks_like_headerless_dicom(data: bytes) -> bool:
-    """True for DICOM written without the 128-byte preamble (starts with a group 0x0008 element)."""
-    return len(data) > 8 and data[:2] in (b"\x08\x00", b"\x02\x00") and data[2:4] in (b"\x05\x00", b"\x08\x00", b"\x00\x00", b"\x01\x00", b"\x16\x00")
+    """True for DICOM written without the 128-byte preamble and 'DICM' (older CR, research exports).
+
+    The data must start with a file meta (0002) or identifying (0008) group element and parse as at least three
+    well-formed elements with increasing tags in one of the encodings pydicom infers (implicit VR little endian,
+    explicit VR little or big endian).
+    """
+    return any(_count_dicom_elements(data, explicit, endian) >= 3
+               for explicit, endian in ((True, "little"), (False, "little"), (True, "big")))
+
+
+def _count_dicom_elements(data: bytes, explicit: bool, endian: str, wanted: int = 3) -> int:
+    """How many consecutive well-formed data elements (up to `wanted`) start at offset 0 in this encoding."""
+    offset, count, last_tag = 0, 0, -1
+    while count < wanted and offset + 8 <= len(data):
+        group = int.from_bytes(data[offset : offset + 2], endian)
+        element = int.from_bytes(data[offset + 2 : offset + 4], endian)
+        tag = (group << 16) | element
+        if tag <= last_tag or (count == 0 and group not in (0x0002, 0x0008)):
+            break
+        if explicit:
+            vr = data[offset + 4 : offset + 6]
+            if vr not in _DICOM_VRS:
+                break
+            if vr in _LONG_VRS:
+                if data[offset + 6 : offset + 8] != b"\x00\x00" or offset + 12 > len(data):
+                    break
+                length, header = int.from_bytes(data[offset + 8 : offset + 12], endian), 12
+            else:
+                length, header = int.from_bytes(data[offset + 6 : offset + 8], endian), 8
+        else:
+            length, header = int.from_bytes(data[offset + 4 : offset + 8], endian), 8
+        count += 1
+        if length == 0xFFFFFFFF:  # a sequence or encapsulated data of undefined length: stop walking here
+            return count if count >= 2 else 0
+        if length % 2 or offset + header + length > len(data):
+            return count - 1
+        offset, last_tag = offset + header + length, tag
+    return count
 
 
 _NON_IMAGE_NAMES = {
@@ -184,6 +283,12 @@ _NON_IMAGE_NAMES = {
     "RAR": "a RAR archive",
     "OLE": "an old-style Microsoft Office document",
     "TEXT": "a text file",
+    "VIDEO": "a video (MP4 or QuickTime), not a still image",
+}
+
+_PHOTO_FORMATS = {
+    "HEIF": "a HEIC/HEIF photo (the format iPhones and many Android phones save by default)",
+    "AVIF": "an AVIF image (a format phones and web browsers save)",
 }
 
 
@@ -204,6 +309,14 @@ def decode_xray(source: Source, *, name: str | None = None) -> DecodedXray:
     if kind in _NON_IMAGE_NAMES:
         raise InvalidImageError(
             f"{label} is {_NON_IMAGE_NAMES[kind]}, not an image. Upload the X-ray itself as {_SUPPORTED}."
+        )
+    if kind in _PHOTO_FORMATS:
+        raise InvalidImageError(
+            f"{label} is {_PHOTO_FORMATS[kind]}, whatever its file name says; this tool does not read {kind} files. "
+            "Save it as JPEG and upload that: on an iPhone, Settings > Camera > Formats > Most Compatible makes the "
+            "camera save JPEG, and the Photos app (Mac, Windows) or Preview can export an existing photo as JPEG. "
+            "Better still, export the X-ray itself from the viewer or PACS as DICOM or PNG: a photo of a screen or "
+            "light box loses detail."
         )
     if kind == "DICOM" or (kind == "UNKNOWN" and (display or "").lower().endswith((".dcm", ".dicom"))):
         pixels, metadata = _decode_dicom(data, label)
@@ -332,6 +445,7 @@ def _decode_raster(data: bytes, label: str) -> tuple[np.ndarray, dict[str, Any]]
             image.load()
             if image.format == "PNG":
                 _verify_png(data)
+            declared_bits = _declared_significant_bits(image, data)
             orientation = _exif_orientation(image)
             if orientation != 1:
                 image = ImageOps.exif_transpose(image)
@@ -342,6 +456,8 @@ def _decode_raster(data: bytes, label: str) -> tuple[np.ndarray, dict[str, Any]]
                 f"{label} is truncated or corrupt: the pixel data cannot be decoded ({exc}). {_FIX_FILE}"
             ) from exc
     pixels, bit_depth, photometric, has_alpha = _pil_to_grey(image, label)
+    if bit_depth == 16:
+        pixels = _rescale_to_real_bit_depth(pixels, declared_bits, metadata)
     metadata.update(
         width=int(pixels.shape[1]),
         height=int(pixels.shape[0]),
@@ -356,6 +472,66 @@ def _decode_raster(data: bytes, label: str) -> tuple[np.ndarray, dict[str, Any]]
     if has_alpha:
         metadata["alpha_composited_on"] = "black"
     return pixels, metadata
+
+
+def _declared_significant_bits(image: Image.Image, data: bytes) -> tuple[int, str] | None:
+    """(bits, where it is said) for a 16-bit grey image: the PNG sBIT chunk or TIFF MaxSampleValue, else None."""
+    if image.format == "PNG":
+        bits = _png_sbit_grey(data)
+        return (bits, f"the file's sBIT chunk declares {bits} bits") if bits else None
+    if image.format == "TIFF":
+        try:
+            value = image.tag_v2.get(281)  # MaxSampleValue
+        except AttributeError:
+            return None
+        if isinstance(value, (tuple, list)):
+            value = value[0] if value else None
+        if isinstance(value, int) and 0 < value < 65535:
+            return int(value).bit_length(), f"the file's MaxSampleValue tag is {value:,}"
+    return None
+
+
+def _png_sbit_grey(data: bytes) -> int | None:
+    """Significant bits of the grey channel from a PNG's sBIT chunk (before the first IDAT), or None."""
+    offset = 8
+    while offset + 8 <= len(data):
+        length = int.from_bytes(data[offset : offset + 4], "big")
+        kind = data[offset + 4 : offset + 8]
+        if kind in (b"IDAT", b"IEND"):
+            return None
+        if kind == b"sBIT" and length >= 1:
+            colour_type = data[25] if len(data) > 25 else -1  # IHDR is the first chunk: colour type at byte 25
+            return int(data[offset + 8]) if colour_type in (0, 4) else None
+        offset += 12 + length
+    return None
+
+
+def _rescale_to_real_bit_depth(pixels: np.ndarray, declared: tuple[int, str] | None, metadata: dict[str, Any]) -> np.ndarray:
+    """Divide 16-bit grey values by the largest value of their real bit depth instead of 65535; note it when done.
+
+    `pixels` are the values / 65535 in [0, 1]. The depth is the declared one (PNG sBIT, TIFF MaxSampleValue) when
+    every value fits in it (a PNG whose values were scaled up to 16 bits, as its standard asks, keeps 65535),
+    else the number of bits the largest value needs (at least 8).
+    """
+    values = np.rint(pixels.astype(np.float64) * 65535.0)
+    largest = int(values.max()) if values.size else 0
+    if declared and largest <= 2 ** declared[0] - 1:
+        bits, source = declared
+    elif declared:  # the values were scaled up to the full 16 bits, as the PNG standard asks: 65535 is right
+        bits, source = 16, declared[1]
+    else:
+        bits, source = max(8, largest.bit_length()), "no bit depth is declared, so the range the values use"
+    metadata["significant_bits"] = bits
+    if bits >= 16:
+        return pixels
+    scale = 2**bits - 1
+    metadata["value_scale"] = scale
+    metadata.setdefault("notes", []).append(
+        f"16-bit {metadata.get('format', 'image')} holding {bits}-bit values (largest value {largest:,}; {source}): "
+        f"divided by {scale:,} instead of 65,535, as a {bits}-bit detector image saved as 16-bit, so that it is not "
+        "decoded almost black."
+    )
+    return np.clip(values / float(scale), 0.0, 1.0).astype(np.float32)
 
 
 def _verify_png(data: bytes) -> None:
@@ -426,6 +602,9 @@ def _decode_dicom(data: bytes, label: str) -> tuple[np.ndarray, dict[str, Any]]:
     import pydicom
     from pydicom.errors import InvalidDicomError
 
+    from core import dicom_decoders
+
+    dicom_decoders.register()
     try:
         ds = pydicom.dcmread(io.BytesIO(data), force=True)
     except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError) as exc:
@@ -444,33 +623,26 @@ def _decode_dicom(data: bytes, label: str) -> tuple[np.ndarray, dict[str, Any]]:
     _check_max_size(columns, rows, label)
     _check_min_size(columns, rows, label)
 
-    transfer_syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
-    ts_name = getattr(transfer_syntax, "name", str(transfer_syntax) if transfer_syntax else "unknown")
-    compressed = bool(getattr(transfer_syntax, "is_compressed", False))
+    notes: list[str] = []
+    transfer_syntax, inferred_from = _dicom_transfer_syntax(ds, pixel_keyword, label)
+    ts_name = transfer_syntax.name
+    if inferred_from:
+        notes.append(
+            f"The file does not say how it is encoded (no Transfer Syntax UID{inferred_from[0]}); it was read as "
+            f"{ts_name}, inferred from {inferred_from[1]}."
+        )
+    compressed = bool(transfer_syntax.is_compressed)
     n_frames = int(ds.get("NumberOfFrames", 1) or 1)
-    try:
-        from pydicom.pixels import pixel_array
-
-        raw = pixel_array(ds, index=0 if n_frames > 1 else None)
-    except (NotImplementedError, RuntimeError) as exc:
-        logger.info("DICOM pixel decode failed (%s)", type(exc).__name__)
-        if compressed:
-            raise InvalidImageError(
-                f"{label} is compressed as {ts_name}, which this installation cannot decode. "
-                "Export it as uncompressed DICOM, PNG or JPEG."
-            ) from None
-        raise InvalidImageError(f"{label} is a DICOM file whose pixel data cannot be decoded. {_FIX_FILE}") from None
-    except (ValueError, EOFError, OSError, KeyError, AttributeError, TypeError) as exc:
-        logger.info("DICOM pixel decode failed (%s)", type(exc).__name__)
-        raise InvalidImageError(
-            f"{label} is a DICOM file whose pixel data is truncated or corrupt. {_FIX_FILE}"
-        ) from None
+    raw = _dicom_first_frame(ds, transfer_syntax, n_frames, label)
+    if n_frames > 1:
+        notes.append(f"The file holds {n_frames} frames; the first one is shown and scored.")
 
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
     metadata: dict[str, Any] = {
         "format": "DICOM",
         "mode": str(raw.dtype),
         "transfer_syntax": ts_name,
+        "transfer_syntax_inferred": bool(inferred_from),
         "compressed": compressed,
         "photometric": photometric,
         "bit_depth": int(ds.get("BitsStored", raw.dtype.itemsize * 8) or raw.dtype.itemsize * 8),
@@ -500,7 +672,162 @@ def _decode_dicom(data: bytes, label: str) -> tuple[np.ndarray, dict[str, Any]]:
     else:
         raise InvalidImageError(f"{label} holds DICOM pixel data of shape {raw.shape}, not a 2-D radiograph. {_FIX_FILE}")
     metadata["width"], metadata["height"] = int(pixels.shape[1]), int(pixels.shape[0])
+    if notes:
+        metadata["notes"] = notes
     return pixels.astype(np.float32), metadata
+
+
+def _dicom_transfer_syntax(ds: Any, pixel_keyword: str, label: str) -> tuple[Any, tuple[str, str] | None]:
+    """The dataset's Transfer Syntax UID, inferred and set in its file meta when missing.
+
+    Returns (UID, None) when the file states it, else (UID, (what was missing, what it was inferred from)).
+    Native pixel data: implicit/explicit VR and endianness as pydicom detected them while parsing
+    (`ds.original_encoding`). Encapsulated pixel data: the compression, from the first fragment's codestream.
+    """
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    meta = getattr(ds, "file_meta", None)
+    stated = meta.get("TransferSyntaxUID") if meta is not None else None
+    if stated:
+        return UID(str(stated)), None
+    missing = "" if meta is not None and len(meta) else " nor file meta header"
+    element = ds[pixel_keyword]
+    value = element.value if isinstance(element.value, (bytes, bytearray)) else b""
+    if element.is_undefined_length or value[:4] == b"\xfe\xff\x00\xe0":
+        inferred = _compression_from_codestream(_first_fragment(value))
+        if inferred is None:
+            raise InvalidImageError(
+                f"{label} is a DICOM file with compressed pixel data, but it does not say how it is compressed (no "
+                "Transfer Syntax UID) and the data is not JPEG, JPEG-LS, JPEG 2000 or RLE. Export it again from the "
+                "PACS, as uncompressed DICOM if you can."
+            )
+        uid, source = UID(inferred), "the header of the compressed pixel data"
+    else:
+        implicit, little = getattr(ds, "original_encoding", (True, True))
+        if implicit:
+            uid = ImplicitVRLittleEndian
+        else:
+            uid = ExplicitVRLittleEndian if little in (True, None) else ExplicitVRBigEndian
+        source = "how its header is written (as pydicom does when reading it)"
+    if meta is None:
+        ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = uid
+    logger.info("DICOM without Transfer Syntax UID: inferred %s", uid.name)
+    return uid, (missing, source)
+
+
+def _first_fragment(value: bytes) -> bytes:
+    """The first fragment of encapsulated pixel data (after the Basic Offset Table), or b'' if unreadable."""
+    from pydicom.encaps import generate_fragments
+
+    try:
+        for index, fragment in enumerate(generate_fragments(value)):
+            if index == 1:
+                return bytes(fragment)
+    except (ValueError, EOFError, TypeError):
+        return b""
+    return b""
+
+
+def _compression_from_codestream(fragment: bytes) -> str | None:
+    """Transfer Syntax UID of a compressed frame judged from its codestream (JPEG family, JPEG 2000, RLE), or None."""
+    if fragment[:2] == b"\xff\xd8":
+        return _jpeg_transfer_syntax(fragment)
+    if fragment[:4] == b"\xff\x4f\xff\x51" or fragment[4:8] == b"jP  ":
+        return "1.2.840.10008.1.2.4.91"  # JPEG 2000 (its decoders read lossless and lossy codestreams alike)
+    if len(fragment) >= 64:
+        segments = int.from_bytes(fragment[:4], "little")
+        offsets = [int.from_bytes(fragment[4 + 4 * i : 8 + 4 * i], "little") for i in range(15)]
+        used = offsets[:segments]
+        if 1 <= segments <= 15 and used[0] == 64 and used == sorted(used) and used[-1] < len(fragment) \
+                and not any(offsets[segments:]):
+            return "1.2.840.10008.1.2.5"  # RLE Lossless: 64-byte header of segment offsets
+    return None
+
+
+def _jpeg_transfer_syntax(stream: bytes) -> str | None:
+    """JPEG family Transfer Syntax UID from the frame marker (SOF) and, for lossless, the scan's predictor/NEAR."""
+    offset, frame_marker = 2, None
+    while offset + 4 <= len(stream):
+        if stream[offset] != 0xFF:
+            return None
+        marker = stream[offset + 1]
+        if marker == 0xFF:  # fill byte
+            offset += 1
+            continue
+        length = int.from_bytes(stream[offset + 2 : offset + 4], "big")
+        if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xF7):
+            frame_marker = marker
+            if marker == 0xC0:
+                return "1.2.840.10008.1.2.4.50"  # Baseline (8-bit)
+            if marker in (0xC1, 0xC2):
+                return "1.2.840.10008.1.2.4.51"  # Extended / progressive (8 or 12-bit)
+        elif marker == 0xDA and frame_marker is not None:  # start of scan: Ns, Ns x 2 bytes, then Ss (predictor / NEAR)
+            components = stream[offset + 4] if offset + 4 < len(stream) else 0
+            position = offset + 5 + 2 * components
+            selection = stream[position] if position < len(stream) else 0
+            if frame_marker == 0xF7:
+                return "1.2.840.10008.1.2.4.80" if selection == 0 else "1.2.840.10008.1.2.4.81"
+            return "1.2.840.10008.1.2.4.70" if selection == 1 else "1.2.840.10008.1.2.4.57"
+        offset += 2 + length
+    return None
+
+
+def _dicom_first_frame(ds: Any, transfer_syntax: Any, n_frames: int, label: str) -> np.ndarray:
+    """The first frame's stored values as pydicom decodes them; InvalidImageError naming the real cause otherwise."""
+    from pydicom.pixels import pixel_array
+    from pydicom.pixels.decoders.base import get_decoder
+
+    try:
+        decoder = get_decoder(transfer_syntax)
+    except NotImplementedError:
+        raise InvalidImageError(
+            f"{label} uses the DICOM transfer syntax {transfer_syntax.name!r}, which pydicom cannot decode. "
+            "Export it from the PACS as uncompressed DICOM, JPEG Lossless, JPEG 2000, PNG or JPEG."
+        ) from None
+    if not decoder.is_available:
+        raise InvalidImageError(
+            f"{label} is compressed as {transfer_syntax.name}, and no decoder for it is installed here. Install the "
+            "project's requirements (make install, or pip install -r requirements.txt), or export the image as "
+            "uncompressed DICOM, PNG or JPEG."
+        )
+    try:
+        return pixel_array(ds, index=0 if n_frames > 1 else None)
+    except (NotImplementedError, RuntimeError) as exc:
+        logger.info("DICOM pixel decode failed (%s)", type(exc).__name__)
+        if transfer_syntax.is_compressed:
+            plugins = ", ".join(decoder.available_plugins) or "none"
+            raise InvalidImageError(
+                f"{label} is compressed as {transfer_syntax.name}, but none of the installed decoders ({plugins}) "
+                "could decode it: the compressed data is damaged, or uses a variant they do not support. "
+                "Export it again from the PACS, as uncompressed DICOM if you can."
+            ) from None
+        raise InvalidImageError(f"{label} is a DICOM file whose pixel data cannot be decoded. {_FIX_FILE}") from None
+    except (ValueError, EOFError, OSError, KeyError, AttributeError, TypeError) as exc:
+        logger.info("DICOM pixel decode failed (%s)", type(exc).__name__)
+        raise InvalidImageError(_dicom_pixel_error(ds, transfer_syntax, label)) from None
+
+
+def _dicom_pixel_error(ds: Any, transfer_syntax: Any, label: str) -> str:
+    """Why native or compressed pixel data failed, judged from the header (never from pydicom's text)."""
+    try:
+        rows, columns = int(ds.Rows), int(ds.Columns)
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+        allocated = int(ds.get("BitsAllocated", 0) or 0)
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+    except (TypeError, ValueError):
+        return f"{label} is a DICOM file whose image description (rows, columns, bits) is invalid. {_FIX_FILE}"
+    if allocated not in (1, 8, 16, 32, 64):
+        return (f"{label} is a DICOM file with Bits Allocated = {allocated}, which the DICOM standard does not allow "
+                f"for pixel data. {_FIX_FILE}")
+    if not transfer_syntax.is_compressed and "PixelData" in ds:
+        expected = (rows * columns * samples * frames * allocated + 7) // 8
+        stored = len(ds.PixelData or b"")
+        if stored < expected:
+            return (f"{label} is a DICOM file whose pixel data is truncated: {stored:,} bytes stored, {expected:,} needed "
+                    f"for {columns}x{rows} pixels. The export or copy did not finish. {_FIX_FILE}")
+    return f"{label} is a DICOM file whose pixel data is truncated or corrupt. {_FIX_FILE}"
 
 
 def _dicom_grey_to_unit(raw: np.ndarray, ds: Any) -> tuple[np.ndarray, str]:

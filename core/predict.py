@@ -12,6 +12,8 @@ import argparse
 import csv
 import json
 import logging
+import os
+import re
 import sys
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -27,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".dicom", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".jp2")  # what decode_xray reads
 DEFAULT_BATCH_SIZE = 32
+EXAMPLE_MODEL = "models/cnn-reference-64"  # a shipped model folder, named in --help and error messages
 CSV_COLUMNS = ("file", "status", "probability", "decision", "threshold", "model", "width", "height", "format", "heatmap", "error")
 
 
@@ -168,7 +171,7 @@ def load_scorer(model_dir: str | Path) -> Scorer:
     """Load models/<name>/ (model.keras + card.json) into a Scorer using the card's input size and threshold."""
     model_dir = Path(model_dir)
     if not (model_dir / "model.keras").exists():
-        raise ValueError(f"No model.keras in {model_dir}; pass a folder written by train.py, e.g. models/cnn_reference.")
+        raise ValueError(f"No model.keras in {model_dir}; pass a folder written by train.py, e.g. {EXAMPLE_MODEL}.")
     config.quiet_tensorflow()
     card = _read_card(model_dir)
     model = _read_keras_model(model_dir)
@@ -293,15 +296,73 @@ def result_json(result: ImageResult, *, model: str, threshold_source: str, extra
 # --------------------------------------------------------------------------------------------- batch CLI
 
 
-def iter_image_files(sources: Iterable[str | Path]) -> Iterator[Path]:
-    """Files named directly (whatever their suffix), and image files found recursively in folders, sorted."""
+SNIFF_BYTES = 8192  # how much of a file without an image suffix is read to recognise it (DICM magic, headers)
+_SNIFFED_IMAGE_KINDS = ("DICOM", "PNG", "JPEG", "BMP", "TIFF", "GIF", "WEBP", "JPEG2000", "HEIF", "AVIF")
+_DICOMDIR_SOP_CLASS = rb"1\.2\.840\.10008\.1\.3\.10(?![0-9.])"  # Media Storage Directory Storage: a DICOMDIR
+
+
+def iter_image_files(sources: Iterable[str | Path], *, skipped: list[tuple[Path, str]] | None = None) -> Iterator[Path]:
+    """Files named directly (whatever their suffix), and X-ray files found recursively in folders, sorted.
+
+    In a folder a file is taken when its suffix is one decode_xray reads, or when its first bytes say it is an
+    image: CD/PACS exports name DICOM files IM000000 (no suffix), found by the 'DICM' magic at offset 128 or as
+    DICOM written without preamble; a phone photo (HEIC) is taken too, so its row says what to do. Every other
+    file, and every hidden folder, is skipped with its reason: logged as a warning and appended to `skipped`.
+    """
     for source in sources:
         path = Path(source)
-        if path.is_dir():
-            yield from sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                              and not any(part.startswith(".") for part in p.relative_to(path).parts))
-        else:
+        if not path.is_dir():
             yield path
+            continue
+        found = []
+        for folder, subfolders, names in os.walk(path):
+            hidden = sorted(name for name in subfolders if name.startswith("."))
+            subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
+            for name in hidden:
+                _skip(Path(folder) / name, "hidden folder (its name starts with '.'); not searched", skipped)
+            for name in sorted(names):
+                file = Path(folder) / name
+                reason = _skip_reason(file)
+                if reason is None:
+                    found.append(file)
+                else:
+                    _skip(file, reason, skipped)
+        yield from sorted(found)
+
+
+def _skip(path: Path, reason: str, skipped: list[tuple[Path, str]] | None) -> None:
+    """Report one file or folder the folder walk leaves out."""
+    logger.warning("Skipped %s: %s", path, reason)
+    if skipped is not None:
+        skipped.append((path, reason))
+
+
+def _skip_reason(path: Path) -> str | None:
+    """Why a file found in a folder is not an X-ray to score, or None when it should be decoded."""
+    from core.imaging import sniff_format
+
+    if path.name.startswith("."):
+        return "hidden file (its name starts with '.')"
+    if path.name.upper() == "DICOMDIR":
+        return "the DICOMDIR index of a CD/PACS export, not an image (the images are the files it lists)"
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return None
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(SNIFF_BYTES)
+    except OSError as error:
+        return f"could not be read ({error.strerror or error})"
+    if not head:
+        return "empty file (0 bytes)"
+    kind = sniff_format(head)
+    if kind == "DICOM" and re.search(_DICOMDIR_SOP_CLASS, head[:1024]):
+        return "a DICOMDIR index of a CD/PACS export, not an image (the images are the files it lists)"
+    if kind in _SNIFFED_IMAGE_KINDS:
+        return None
+    described = {"TEXT": "a text file", "PDF": "a PDF document", "ZIP": "a ZIP archive", "GZIP": "a GZIP archive",
+                 "7Z": "a 7-Zip archive", "RAR": "a RAR archive", "OLE": "an old-style Office document",
+                 "VIDEO": "a video"}.get(kind, "not a format decode_xray reads")
+    return f"not an X-ray image: {described} (suffix {path.suffix or 'none'!r})"
 
 
 def _batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
@@ -379,8 +440,8 @@ def _write_heatmap(cam: np.ndarray, pixels: np.ndarray, source: Path, heatmap_di
 def main(argv: Sequence[str] | None = None) -> int:
     """Batch scoring entry point; exit status 0 when at least one file was scored, 1 when none, 2 on bad arguments."""
     parser = argparse.ArgumentParser(prog="python -m core.predict", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", required=True, help="model folder, e.g. models/cnn_reference")
-    parser.add_argument("sources", nargs="+", metavar="FILE_OR_FOLDER", help="images (PNG, JPEG, DICOM) or folders of them")
+    parser.add_argument("--model", required=True, help=f"model folder written by train.py, e.g. {EXAMPLE_MODEL} (shipped ones are in models/)")
+    parser.add_argument("sources", nargs="+", metavar="FILE_OR_FOLDER", help="images (PNG, JPEG, DICOM, ...) or folders of them; files without a suffix (CD/PACS exports) are recognised by their content")
     parser.add_argument("--out", required=True, help="CSV file to write, one row per file")
     parser.add_argument("--heatmaps", default=None, help="folder for Grad-CAM overlays (PNG), optional")
     parser.add_argument("--threshold", type=float, default=None, help="decision threshold (default: the model's own, from card.json)")
