@@ -20,6 +20,7 @@ PAGES = [
     ("pages/4_Threshold_explorer.py", "Threshold explorer", ":material/tune:"),
     ("pages/5_Prediction.py", "Prediction", ":material/radiology:"),
     ("pages/6_Activation_maps.py", "Activation maps", ":material/layers:"),
+    ("pages/7_Your_site.py", "Your site", ":material/local_hospital:"),
 ]
 APP_DIR = Path(__file__).resolve().parent
 

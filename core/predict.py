@@ -67,7 +67,8 @@ def operating_threshold(model_name: str, card: dict, operating_point: dict | Non
     """(threshold, where it comes from): the threshold-page choice when it is for this model, else the card's."""
     if operating_point and operating_point.get("model") == model_name and operating_point.get("threshold") is not None:
         source = operating_point.get("source") or "the threshold explorer"
-        return float(operating_point["threshold"]), f"chosen on the Threshold explorer page ({source})"
+        page = operating_point.get("page") or "Threshold explorer"  # e.g. "Your site" for a site operating point
+        return float(operating_point["threshold"]), f"chosen on the {page} page ({source})"
     threshold = card.get("threshold") or {}
     if "value" not in threshold:
         return 0.5, "default 0.5 (the model card records no threshold)"

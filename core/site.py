@@ -578,6 +578,11 @@ class SiteReport:
                       "problems": [{"name": p.name, "reason": p.reason} for p in self.problems], "results": self.results})
 
 
+def json_bytes(report: SiteReport) -> bytes:
+    """The whole site report as UTF-8 JSON (what the CLI's --out writes and the page offers for download)."""
+    return json.dumps(report.to_dict(), indent=1).encode("utf-8")
+
+
 def validate_site(site: SiteSet, entries: Sequence[registry.ModelEntry] | None = None, *, models_dir: str | Path | None = None,
                   guard: bool = True, n_resamples: int = config.BOOTSTRAP_RESAMPLES, batch_size: int = 32,
                   scorer_loader: Callable[[str], Any] | None = None,
@@ -804,8 +809,8 @@ def adapt_model(model_dir: str | Path, site: SiteSet, *, methods: Sequence[str] 
         raise SiteDataError("None of the site's films could be read; nothing to adapt on.")
     stacked = np.stack(inputs)
     official = _official_split_digests(source, data_root)
-    on_test = len(official["test"] & set(digests))
-    on_val = len(official["val"] & set(digests))
+    on_test = sum(d in official["test"] for d in digests)  # films whose bytes are an official test film
+    on_val = sum(d in official["val"] for d in digests)
 
     info: dict[str, Any] = {"methods": methods, "site": site_label, "films": len(inputs), "unreadable_films": len(problems),
                             "fingerprint": films_fingerprint(digests),
@@ -856,6 +861,7 @@ def adapt_model(model_dir: str | Path, site: SiteSet, *, methods: Sequence[str] 
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=root))
     try:
+        tmp.chmod(0o755)  # mkdtemp makes it private; model folders are readable like the others
         model.save(tmp / registry.MODEL_FILE)
         predictions[list(registry.PREDICTION_COLUMNS)].to_csv(tmp / registry.PREDICTIONS_FILE, index=False)
         (tmp / registry.CARD_FILE).write_text(json.dumps(card, indent=2), encoding="utf-8")
@@ -971,7 +977,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_text(json.dumps(report.to_dict(), indent=1), encoding="utf-8")
+        tmp.write_bytes(json_bytes(report))
         tmp.replace(out)
         print(f"Wrote {out}")
     return 0

@@ -71,7 +71,13 @@ st.caption("Score a chest X-ray with a trained model and see which regions drove
 
 entry = pick_model(key="prediction_model", default=(st.session_state.get("operating_point") or {}).get("model"))
 model_dir = str(entry.path)
-threshold, threshold_source = scoring.operating_threshold(entry.name, entry.card, st.session_state.get("operating_point"))
+operating_point = st.session_state.get("operating_point")
+site_point = st.session_state.get("site_operating_point") or {}
+if site_point.get("model") == entry.name and st.toggle(
+        f"Use the site operating point ({site_point['threshold']:.3f}, from the Your site page)", value=True,
+        key="prediction_use_site_point", help=site_point.get("source")):
+    operating_point = site_point
+threshold, threshold_source = scoring.operating_threshold(entry.name, entry.card, operating_point)
 st.caption(f"Decision threshold **{threshold:.3f}**: {threshold_source}.")
 
 source = st.radio("Images", ["Upload files", "Real samples"], horizontal=True, key="prediction_source")
