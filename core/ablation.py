@@ -330,15 +330,21 @@ def read_json(path: Path | str) -> pd.DataFrame:
     if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
         raise ValueError(f"{path} holds no ablation rows; rewrite it with python -m core.ablation ... --json {path}.")
     table = pd.DataFrame(rows)
-    needed = ["recipe", "changes", "threshold", "threshold_chosen_on", "training_seconds"] + [
+    needed = ["recipe", "is_baseline", "changes", "threshold", "threshold_chosen_on", "training_seconds"] + [
         f"{split}_{metric}{suffix}" for split in SPLITS for metric in ABLATION_METRICS for suffix in ("", "_ci_low", "_ci_high")
     ]
     missing = [c for c in needed if c not in table.columns]
     if missing:
         raise ValueError(f"{path} lacks column(s) {', '.join(missing[:5])}; rewrite it with python -m core.ablation.")
-    numeric = [c for c in needed if c not in ("recipe", "changes", "threshold_chosen_on")]
+    numeric = [c for c in needed if c not in ("recipe", "is_baseline", "changes", "threshold_chosen_on")]
     table[numeric] = table[numeric].apply(pd.to_numeric, errors="coerce")
     return table
+
+
+def baseline_recipe(table: pd.DataFrame) -> str:
+    """The name of the table's baseline recipe (its first row when none is marked)."""
+    marked = table.loc[table["is_baseline"].astype(bool), "recipe"] if "is_baseline" in table else pd.Series(dtype=str)
+    return str(marked.iloc[0] if len(marked) else table["recipe"].iloc[0])
 
 
 # --------------------------------------------------------------------------------------------------

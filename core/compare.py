@@ -350,6 +350,24 @@ def plain_reading(difference: PairedDifference, name_a: str, name_b: str, *, alp
     return f"No significant difference in {metric} between {name_a} and {name_b} ({p_text})."
 
 
+def comparison_frame(comparison: ModelComparison, name_a: str, name_b: str, *, alpha: float = DEFAULT_ALPHA) -> pd.DataFrame:
+    """The comparison as text for a page, one row per metric: Metric, A, B (the two values), 'Difference A − B
+    (95% CI)', p-value, Test, Reading (a plain sentence naming the models by `name_a` and `name_b`)."""
+    rows = []
+    for d in comparison.differences:
+        metric = METRIC_NAMES.get(d.metric, d.metric)
+        rows.append({
+            "Metric": metric[0].upper() + metric[1:],
+            "A": f"{d.value_a:.3f}",
+            "B": f"{d.value_b:.3f}",
+            "Difference A − B (95% CI)": f"{d.difference:+.3f} ({d.ci_low:+.3f} to {d.ci_high:+.3f})",
+            "p-value": format_p(d.p_value).removeprefix("p = ").removeprefix("p "),
+            "Test": d.method,
+            "Reading": plain_reading(d, name_a, name_b, alpha=alpha),
+        })
+    return pd.DataFrame(rows)
+
+
 def _check_confidence(confidence: float) -> None:
     """Raise unless 0 < confidence < 1."""
     if not 0.0 < float(confidence) < 1.0:

@@ -6,7 +6,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import config, metrics, registry
+from core import ablation, compare, config, metrics, references, registry
 from ui import enter_through_app, model_entries
 
 enter_through_app(__file__)
@@ -45,6 +45,20 @@ def curves(path: str, stamp: float, split: str, threshold: float) -> dict:
         "auc": metrics.roc_auc(y, s),
         "ap": metrics.pr_auc(y, s),
     }
+
+
+@st.cache_data(show_spinner="Comparing the two models film by film (DeLong, paired bootstrap)…")
+def paired_comparison(path_a: str, stamp_a: float, threshold_a: float, path_b: str, stamp_b: float, threshold_b: float,
+                      split: str) -> compare.ModelComparison:
+    """DeLong + paired bootstrap of two models on the films both were scored on (raises ValueError if none)."""
+    return compare.compare_models(registry.load_predictions(path_a, split=split),
+                                  registry.load_predictions(path_b, split=split), threshold_a, threshold_b)
+
+
+@st.cache_data(show_spinner=False)
+def ablation_table(path: str, stamp: float) -> pd.DataFrame:
+    """The ablation table written by python -m core.ablation --json (raises ValueError when unreadable)."""
+    return ablation.read_json(path)
 
 
 # ------------------------------------------------------------------------------ small figure helpers
@@ -130,14 +144,34 @@ display["Training time"] = [_duration(s) for s in table["training_seconds"]]
 display[f"{split_name} images"] = table["images"]
 best_rows = {METRIC_LABELS[key]: table["model"].isin(models).tolist() for key, models in best.items()}
 
+# Published results are test-set numbers: on TEST they follow our rows, greyed, and are never ranked.
+published = references.published_frame(tuple(METRIC_LABELS)) if split == "test" else None
+our_rows = len(display)
+if published is not None:
+    display["Evaluated on"] = [f"{n} {split_name} films, recomputed here" for n in table["images"]]
+    display[f"{split_name} images"] = display[f"{split_name} images"].astype("Int64")
+    display["Parameters"] = display["Parameters"].astype("Int64")
+    reference_rows = pd.DataFrame("—", index=range(len(published)), columns=display.columns)
+    reference_rows[["Parameters", f"{split_name} images"]] = pd.NA
+    reference_rows["Model"] = published["label"]
+    reference_rows["Evaluated on"] = published["evaluated_on"]
+    for key, label in METRIC_LABELS.items():
+        reference_rows[label] = ["—" if pd.isna(value) else f"{value:.3f}" for value in published[key]]
+    display = pd.concat([display, reference_rows], ignore_index=True)
+
 
 def _highlight(column: pd.Series) -> list[str]:
-    marks = best_rows.get(column.name, [False] * len(column))
+    marks = best_rows.get(column.name, [False] * our_rows) + [False] * (len(column) - our_rows)
     return ["font-weight: bold; background-color: rgba(33, 150, 83, 0.22)" if m else "" for m in marks]
 
 
+def _grey_published(row: pd.Series) -> list[str]:
+    style = "color: #8a8a8a; font-style: italic" if row.name >= our_rows else ""
+    return [style] * len(row)
+
+
 st.dataframe(
-    display.style.apply(_highlight, subset=list(METRIC_LABELS.values())),
+    display.style.apply(_highlight, subset=list(METRIC_LABELS.values())).apply(_grey_published, axis=1),
     hide_index=True,
     width="stretch",
     column_config={
@@ -152,6 +186,21 @@ st.caption(
     + f". Split: {split_name}. Intervals: stratified percentile bootstrap over images "
     f"({config.BOOTSTRAP_RESAMPLES} resamples). Click a column header to sort."
 )
+if published is not None:
+    st.caption(
+        f"Grey rows: **{references.PUBLISHED_MARK}** — numbers as their authors reported them (— = not reported), "
+        "never ranked or highlighted. Only Kermany et al. 2018 and reference project 001 were measured on these same "
+        "624 official test films; the others on other films or another dataset (column *Evaluated on*)."
+    )
+    with st.expander("Published results: sources and caveats"):
+        for result in references.published_results():
+            st.markdown(f"**{result.source} · {result.model}** — {result.citation}. Evaluated on {result.evaluated_on}. "
+                        f"{result.note}")
+        for line in references.WITHOUT_NUMBERS:
+            st.markdown(line)
+else:
+    st.caption("Published results (Kermany et al. 2018, the reference projects) are test-set numbers: they are "
+               "shown beside ours on the TEST split.")
 st.download_button(
     f"Download the table as CSV ({split_name.lower()} split)",
     data=table.to_csv(index=False).encode(),
@@ -159,6 +208,62 @@ st.download_button(
     mime="text/csv",
     key="comparison_csv",
 )
+
+# --- Paired test: is one model significantly better? ---------------------------------------------
+st.subheader(f"Is the difference significant? Two models, film by film, on the {split_name} split")
+pair_names = [e.name for e in ready]
+pair_labels = {e.name: e.display_name for e in ready}
+if len(pair_names) < 2:
+    st.info("A paired test needs two usable models; train another one with `python train.py`.")
+else:
+    left, right = st.columns(2)
+    name_a = left.selectbox("Model A", pair_names, index=0, format_func=pair_labels.get, key="comparison_pair_a")
+    name_b = right.selectbox("Model B", pair_names, index=1, format_func=pair_labels.get, key="comparison_pair_b")
+    entry_a = next(e for e in ready if e.name == name_a)
+    entry_b = next(e for e in ready if e.name == name_b)
+    if name_a == name_b:
+        st.info("Pick two different models to compare.")
+    else:
+        try:
+            paired = paired_comparison(str(entry_a.path), entry_a.stamp, entry_a.threshold,
+                                       str(entry_b.path), entry_b.stamp, entry_b.threshold, split)
+        except (ValueError, registry.ModelUnavailableError) as exc:
+            st.error(f"{entry_a.display_name} and {entry_b.display_name} cannot be compared on the {split_name} "
+                     f"split: {exc}")
+        else:
+            st.markdown(f"**{compare.plain_reading(paired.differences[0], entry_a.display_name, entry_b.display_name)}**")
+            if paired.films.only_a or paired.films.only_b:
+                st.warning(f"Compared on the {paired.films.n_films} {split_name} films both models were scored on; "
+                           f"{paired.films.only_a} film(s) only A scored and {paired.films.only_b} only B scored are "
+                           "left out.")
+            st.dataframe(compare.comparison_frame(paired, entry_a.display_name, entry_b.display_name), hide_index=True, width="stretch",
+                         key="comparison_paired_table")
+            st.caption(
+                f"{paired.films.n_films} {split_name} films, joined on the film path of each predictions.csv. "
+                f"Each model at its own threshold chosen on validation (A {paired.threshold_a:.3f}, "
+                f"B {paired.threshold_b:.3f}). ROC AUC: DeLong's test for two correlated AUCs (DeLong et al. 1988; "
+                "fast algorithm of Sun & Xu 2014). Accuracy, sensitivity, specificity: paired bootstrap over films "
+                "(both models resampled together), percentile 95% CI, p-value from the same resamples. Significant "
+                "means p < 0.05 for that metric alone (no correction for the four metrics)."
+            )
+
+# --- Ablation: what each training recipe bought ---------------------------------------------------
+ablation_file = ablation.ablation_path()
+if ablation_file.is_file():
+    st.subheader("Ablation: what each training recipe bought (validation and test)")
+    try:
+        recipes = ablation_table(str(ablation_file), ablation_file.stat().st_mtime)
+    except ValueError as exc:
+        st.warning(f"The ablation table cannot be shown: {exc}")
+    else:
+        st.dataframe(ablation.display_frame(recipes), hide_index=True, width="stretch", key="comparison_ablation",
+                     column_config={"Recipe": st.column_config.TextColumn(pinned=True)})
+        st.caption(
+            f"One row per training recipe; *Changes vs baseline* lists the `train.py` options that differ from "
+            f"`{ablation.baseline_recipe(recipes)}`. Numbers from each model's card, at its own threshold chosen on "
+            "validation, with 95% bootstrap CIs; test numbers are reported, never used to choose a recipe. "
+            f"Written by `python -m core.ablation … --json` ({ablation_file.name})."
+        )
 
 # --- Curves ------------------------------------------------------------------------------------
 st.subheader(f"Curves on the {split_name} split")

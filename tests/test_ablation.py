@@ -195,6 +195,7 @@ def test_command_line_prints_the_readme_table_and_writes_json(tmp_path: Path, ca
     assert printed.startswith("| Recipe | Changes vs baseline |")
     assert "| `b-acq` | augment=acquisition |" in printed
     assert list(ablation.read_json(out)["recipe"]) == ["a-baseline", "b-acq"]
+    assert ablation.baseline_recipe(ablation.read_json(out)) == "a-baseline"
     assert ablation.main([str(models), "--baseline", "nope"]) == 2
     assert "not among the cards" in capsys.readouterr().err
 

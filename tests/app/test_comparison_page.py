@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from sklearn import metrics as skm
@@ -12,6 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from tests.app.harness import open_page as open_app_page, tensorflow_imported_by
 
+from core import ablation, compare, references
 from tests.test_registry import write_model_folder
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -60,6 +63,7 @@ def test_table_values_match_sklearn_at_each_models_validation_threshold(models_r
     name = "TEST" if split == "test" else "VALIDATION"
     assert f"Metrics on the {name} split" in at.subheader[0].value
     table = at.dataframe[0].value
+    table = table[~table["Model"].str.contains(references.PUBLISHED_MARK, regex=False)]  # published rows: see below
     assert list(table["Model"]) == ["Fixture alpha", "Fixture beta"]
     for model in ("alpha", "beta"):
         row = table[table["Model"] == f"Fixture {model}"].iloc[0]
@@ -101,3 +105,192 @@ def test_no_models_shows_how_to_train(tmp_path: Path, monkeypatch: pytest.Monkey
 
 def test_page_does_not_import_tensorflow(models_root: Path) -> None:
     assert not tensorflow_imported_by(PAGE, ["assert len(at.dataframe) >= 1"], timeout=120)
+
+
+# --------------------------------------------------------------------------------------------------
+# Published reference rows
+# --------------------------------------------------------------------------------------------------
+def test_published_rows_follow_ours_on_test_marked_and_never_ranked(models_root: Path) -> None:
+    at = _open_page()
+    table = at.dataframe[0].value
+    published = table[table["Model"].str.contains(references.PUBLISHED_MARK, regex=False)]
+    ours = table[~table.index.isin(published.index)]
+    assert list(ours["Model"]) == ["Fixture alpha", "Fixture beta"]
+    assert published.index.min() > ours.index.max(), "published rows come after ours"
+    assert len(published) == len(references.PUBLISHED_RESULTS)
+    kermany = published.iloc[0]
+    assert kermany["Model"].startswith("Kermany et al. 2018")
+    assert (kermany["Accuracy"], kermany["Recall (sensitivity)"], kermany["Specificity"], kermany["ROC AUC"]) == (
+        "0.928", "0.932", "0.901", "0.968")
+    assert kermany["Precision (PPV)"] == "—" and "same films as here" in kermany["Evaluated on"]
+    assert "another dataset" in published.iloc[-1]["Evaluated on"]
+    # Kermany's AUC beats both fixtures, yet the best-per-column caption only ever names our models.
+    assert float(kermany["ROC AUC"]) > max(_expected(models_root, m, "test")["ROC AUC"] for m in ("alpha", "beta"))
+    best = next(c.value for c in at.caption if c.value.startswith("Best per column"))
+    assert "Kermany" not in best and "Reference project" not in best
+    notes = next(c.value for c in at.caption if c.value.startswith("Grey rows"))
+    assert references.PUBLISHED_MARK in notes
+    sources = " ".join(m.value for m in at.markdown)
+    assert "doi:10.1016/j.cell.2018.02.010" in sources and "reports no test numbers" in sources
+
+
+def test_published_rows_are_not_shown_on_validation(models_root: Path) -> None:
+    at = _open_page()
+    at.toggle(key="comparison_show_val").set_value(True).run()
+    table = at.dataframe[0].value
+    assert not table["Model"].str.contains(references.PUBLISHED_MARK, regex=False).any()
+    assert any("shown beside ours on the TEST split" in c.value for c in at.caption)
+
+
+# --------------------------------------------------------------------------------------------------
+# Paired test of two models on the same films
+# --------------------------------------------------------------------------------------------------
+@pytest.fixture()
+def paired_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """alpha and a weaker beta scored on the same films (beta = alpha's scores blurred with noise)."""
+    root = tmp_path / "models"
+    alpha = write_model_folder(root, "alpha", seed=31, separation=0.5, n_val=300, n_test=400)
+    beta = root / "beta"
+    shutil.copytree(alpha, beta)
+    predictions = pd.read_csv(beta / "predictions.csv")
+    noise = np.random.default_rng(0).random(len(predictions))
+    predictions["score"] = (0.4 * predictions["score"] + 0.6 * noise).round(4)
+    predictions.to_csv(beta / "predictions.csv", index=False)
+    card = json.loads((beta / "card.json").read_text())
+    card.update(name="beta", display_name="Fixture beta")
+    card["threshold"]["value"] = 0.5
+    (beta / "card.json").write_text(json.dumps(card))
+    monkeypatch.setenv("PNEUMONIA_MODELS", str(root))
+    monkeypatch.setenv(ablation.ABLATION_ENV, str(tmp_path / "no-ablation.json"))
+    return root
+
+
+def _paired_table(at: AppTest) -> pd.DataFrame:
+    return next(d.value for d in at.dataframe if "Difference A − B (95% CI)" in d.value.columns)
+
+
+def _films(root: Path, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    a = pd.read_csv(root / "alpha" / "predictions.csv")
+    b = pd.read_csv(root / "beta" / "predictions.csv")
+    a, b = a[a["split"] == split], b[b["split"] == split]
+    joined = a.merge(b, on="path", suffixes=("_a", "_b"))
+    return joined["label_a"].to_numpy(), joined["score_a"].to_numpy(), joined["score_b"].to_numpy()
+
+
+@pytest.mark.parametrize("split", ["test", "val"])
+def test_paired_test_on_the_split_shown(paired_root: Path, split: str) -> None:
+    at = _open_page()
+    if split == "val":
+        at.toggle(key="comparison_show_val").set_value(True).run()
+    name = "TEST" if split == "test" else "VALIDATION"
+    assert any(h.value.startswith("Is the difference significant?") and name in h.value for h in at.subheader)
+    y, a, b = _films(paired_root, split)
+    table = _paired_table(at).set_index("Metric")
+    assert list(table.index) == ["ROC AUC", "Accuracy", "Sensitivity", "Specificity"]
+    auc_a, auc_b = skm.roc_auc_score(y, a), skm.roc_auc_score(y, b)
+    assert table.loc["ROC AUC", "A"] == f"{auc_a:.3f}" and table.loc["ROC AUC", "B"] == f"{auc_b:.3f}"
+    assert table.loc["ROC AUC", "Difference A − B (95% CI)"].startswith(f"{auc_a - auc_b:+.3f} (")
+    delong = compare.delong_test(y, a, b)
+    assert table.loc["ROC AUC", "Test"] == "DeLong"
+    assert table.loc["ROC AUC", "p-value"] == compare.format_p(delong.p_value).removeprefix("p = ").removeprefix("p ")
+    threshold_a = json.loads((paired_root / "alpha" / "card.json").read_text())["threshold"]["value"]
+    assert table.loc["Sensitivity", "A"] == f"{skm.recall_score(y, a >= threshold_a):.3f}"
+    assert table.loc["Specificity", "B"] == f"{skm.recall_score(y, b >= 0.5, pos_label=0):.3f}"
+    assert table.loc["Accuracy", "Test"].startswith("paired bootstrap")
+    # beta is alpha blurred with noise: a large, significant AUC gap, read out in plain words.
+    assert delong.p_value < 0.001
+    assert any(m.value == "**Fixture alpha's ROC AUC is significantly higher than Fixture beta's (p < 0.001).**"
+               for m in at.markdown)
+    caption = next(c.value for c in at.caption if "joined on the film path" in c.value)
+    assert caption.startswith(f"{len(y)} {name} films")
+
+
+def test_swapping_the_models_flips_the_difference(paired_root: Path) -> None:
+    at = _open_page()
+    before = _paired_table(at).set_index("Metric")
+    at.selectbox(key="comparison_pair_a").set_value("beta").run()
+    at.selectbox(key="comparison_pair_b").set_value("alpha").run()
+    after = _paired_table(at).set_index("Metric")
+    for metric in before.index:
+        assert before.loc[metric, "A"] == after.loc[metric, "B"]
+        assert before.loc[metric, "p-value"] == after.loc[metric, "p-value"]
+        d_before = float(before.loc[metric, "Difference A − B (95% CI)"].split(" ")[0])
+        d_after = float(after.loc[metric, "Difference A − B (95% CI)"].split(" ")[0])
+        assert d_before == pytest.approx(-d_after, abs=1e-3)
+    assert any("Fixture beta's ROC AUC is significantly lower than Fixture alpha's" in m.value for m in at.markdown)
+
+
+def test_the_same_model_twice_asks_for_two(paired_root: Path) -> None:
+    at = _open_page()
+    at.selectbox(key="comparison_pair_b").set_value("alpha").run()
+    assert not at.exception
+    assert any("Pick two different models" in i.value for i in at.info)
+
+
+@pytest.mark.parametrize("change, message", [
+    ("paths", "evaluated on different films"),
+    ("labels", "different labels"),
+])
+def test_models_scored_on_different_films_are_refused_clearly(paired_root: Path, change: str, message: str) -> None:
+    predictions = pd.read_csv(paired_root / "beta" / "predictions.csv")
+    if change == "paths":
+        predictions["path"] = "elsewhere/" + predictions["path"]
+    else:
+        predictions["label"] = 1 - predictions["label"]
+    predictions.to_csv(paired_root / "beta" / "predictions.csv", index=False)
+    at = _open_page()
+    errors = [e.value for e in at.error]
+    assert any("cannot be compared on the TEST split" in e and message in e for e in errors), errors
+    assert not any("Difference A − B (95% CI)" in d.value.columns for d in at.dataframe)
+    assert len(at.get("plotly_chart")) >= 4, "the rest of the page still works"
+
+
+def test_films_only_one_model_scored_are_left_out_with_a_warning(paired_root: Path) -> None:
+    predictions = pd.read_csv(paired_root / "beta" / "predictions.csv")
+    test_rows = predictions.index[predictions["split"] == "test"]
+    predictions.drop(test_rows[:25]).to_csv(paired_root / "beta" / "predictions.csv", index=False)
+    at = _open_page()
+    warning = next(w.value for w in at.warning if "left out" in w.value)
+    assert "375 TEST films both models were scored on" in warning and "25 film(s) only A scored" in warning
+    assert next(c.value for c in at.caption if "joined on the film path" in c.value).startswith("375 TEST films")
+
+
+# --------------------------------------------------------------------------------------------------
+# Ablation table (only when its JSON exists)
+# --------------------------------------------------------------------------------------------------
+def _recipe_card(name: str, **options: object) -> dict:
+    base = {"model": "cnn_deep", "name": name, "epochs": 15, "augment": False}
+    entry = {"value": 0.9, "ci_low": 0.88, "ci_high": 0.92}
+    return {"name": name, "training": {"config": {**base, **options}, "seconds": 90.0},
+            "threshold": {"value": 0.4, "chosen_on": "val"},
+            "metrics": {s: {m: entry for m in ablation.ABLATION_METRICS} for s in ("val", "test")}}
+
+
+def test_ablation_table_is_hidden_without_its_file(paired_root: Path) -> None:
+    at = _open_page()
+    assert not any(h.value.startswith("Ablation") for h in at.subheader)
+
+
+def test_ablation_table_is_shown_from_its_json(paired_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "ablation.json"
+    table = ablation.ablation_table([_recipe_card("deep"), _recipe_card("deep-acq", augment="acquisition")])
+    ablation.write_json(table, path)
+    monkeypatch.setenv(ablation.ABLATION_ENV, str(path))
+    at = _open_page()
+    assert any(h.value.startswith("Ablation: what each training recipe bought") for h in at.subheader)
+    shown = next(d.value for d in at.dataframe if "Changes vs baseline" in d.value.columns)
+    assert list(shown["Recipe"]) == ["deep", "deep-acq"]
+    assert list(shown["Changes vs baseline"]) == ["baseline", "augment=acquisition"]
+    assert shown["test specificity"].iloc[1] == "0.900 (0.880–0.920)"
+    assert shown["Training time"].iloc[0] == "1 min 30 s"
+    assert any("differ from `deep`" in c.value for c in at.caption)
+
+
+def test_a_broken_ablation_file_is_a_warning_not_a_crash(paired_root: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "ablation.json"
+    path.write_text("{ half written")
+    monkeypatch.setenv(ablation.ABLATION_ENV, str(path))
+    at = _open_page()
+    assert any("ablation table cannot be shown" in w.value for w in at.warning)
+    assert _paired_table(at) is not None
