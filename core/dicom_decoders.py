@@ -49,6 +49,17 @@ def _decode_frame(src: bytes, runner: Any) -> bytes:
     return frame.astype(frame.dtype.newbyteorder("<"), copy=False).tobytes()
 
 
+def preferred_plugin(transfer_syntax: str, bits_stored: int) -> str:
+    """The plugin pydicom should use directly ('' = its own order): 12-bit JPEG Extended goes to imagecodecs.
+
+    pydicom logs every plugin that fails before one succeeds at ERROR level with a traceback, so a valid
+    12-bit file would otherwise print GDCM's and Pillow's refusals.
+    """
+    if transfer_syntax == uid.JPEGExtended12Bit and bits_stored > 8 and is_available(transfer_syntax):
+        return PLUGIN_LABEL
+    return ""
+
+
 def register() -> None:
     """Add the imagecodecs plugin to pydicom's JPEG Extended decoder (idempotent and thread-safe)."""
     global _registered

@@ -735,6 +735,9 @@ def _compression_from_codestream(fragment: bytes) -> str | None:
     if fragment[:2] == b"\xff\xd8":
         return _jpeg_transfer_syntax(fragment)
     if fragment[:4] == b"\xff\x4f\xff\x51" or fragment[4:8] == b"jP  ":
+        main_header = fragment[: fragment.find(b"\xff\x90")] if b"\xff\x90" in fragment else fragment[:4096]
+        if b"\xff\x50" in main_header:  # CAP marker: High-Throughput JPEG 2000 (Part 15)
+            return "1.2.840.10008.1.2.4.203"
         return "1.2.840.10008.1.2.4.91"  # JPEG 2000 (its decoders read lossless and lossy codestreams alike)
     if len(fragment) >= 64:
         segments = int.from_bytes(fragment[:4], "little")
@@ -792,8 +795,15 @@ def _dicom_first_frame(ds: Any, transfer_syntax: Any, n_frames: int, label: str)
             "project's requirements (make install, or pip install -r requirements.txt), or export the image as "
             "uncompressed DICOM, PNG or JPEG."
         )
+    from core.dicom_decoders import preferred_plugin
+
     try:
-        return pixel_array(ds, index=0 if n_frames > 1 else None)
+        bits_stored = int(ds.get("BitsStored", 0) or 0)
+    except (TypeError, ValueError):
+        bits_stored = 0
+    try:
+        return pixel_array(ds, index=0 if n_frames > 1 else None,
+                           decoding_plugin=preferred_plugin(transfer_syntax, bits_stored))
     except (NotImplementedError, RuntimeError) as exc:
         logger.info("DICOM pixel decode failed (%s)", type(exc).__name__)
         if transfer_syntax.is_compressed:
