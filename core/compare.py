@@ -82,6 +82,10 @@ class ModelComparison:
     threshold_b: float
     differences: tuple[PairedDifference, ...]
 
+    def readings(self, name_a: str, name_b: str, *, alpha: float = DEFAULT_ALPHA) -> list[str]:
+        """One plain sentence per metric (`plain_reading`), DeLong's ROC AUC first."""
+        return [plain_reading(d, name_a, name_b, alpha=alpha) for d in self.differences]
+
     def table(self) -> pd.DataFrame:
         """One row per metric: metric, value_a, value_b, difference, ci_low, ci_high, p_value, method, n_films."""
         return pd.DataFrame([d.__dict__ for d in self.differences])
@@ -350,9 +354,9 @@ def plain_reading(difference: PairedDifference, name_a: str, name_b: str, *, alp
     return f"No significant difference in {metric} between {name_a} and {name_b} ({p_text})."
 
 
-def comparison_frame(comparison: ModelComparison, name_a: str, name_b: str, *, alpha: float = DEFAULT_ALPHA) -> pd.DataFrame:
+def comparison_frame(comparison: ModelComparison) -> pd.DataFrame:
     """The comparison as text for a page, one row per metric: Metric, A, B (the two values), 'Difference A − B
-    (95% CI)', p-value, Test, Reading (a plain sentence naming the models by `name_a` and `name_b`)."""
+    (95% CI)', p-value, Test (see `ModelComparison.readings` for the same in plain words)."""
     rows = []
     for d in comparison.differences:
         metric = METRIC_NAMES.get(d.metric, d.metric)
@@ -363,7 +367,6 @@ def comparison_frame(comparison: ModelComparison, name_a: str, name_b: str, *, a
             "Difference A − B (95% CI)": f"{d.difference:+.3f} ({d.ci_low:+.3f} to {d.ci_high:+.3f})",
             "p-value": format_p(d.p_value).removeprefix("p = ").removeprefix("p "),
             "Test": d.method,
-            "Reading": plain_reading(d, name_a, name_b, alpha=alpha),
         })
     return pd.DataFrame(rows)
 

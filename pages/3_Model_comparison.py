@@ -174,6 +174,7 @@ st.dataframe(
     display.style.apply(_highlight, subset=list(METRIC_LABELS.values())).apply(_grey_published, axis=1),
     hide_index=True,
     width="stretch",
+    height=(len(display) + 1) * 35 + 3,  # every row visible, published ones included
     column_config={
         "Model": st.column_config.TextColumn(pinned=True),
         "Parameters": st.column_config.NumberColumn(format="localized"),
@@ -231,13 +232,14 @@ else:
             st.error(f"{entry_a.display_name} and {entry_b.display_name} cannot be compared on the {split_name} "
                      f"split: {exc}")
         else:
-            st.markdown(f"**{compare.plain_reading(paired.differences[0], entry_a.display_name, entry_b.display_name)}**")
+            auc_reading, *other_readings = paired.readings(entry_a.display_name, entry_b.display_name)
+            st.markdown(f"**{auc_reading}**")
             if paired.films.only_a or paired.films.only_b:
                 st.warning(f"Compared on the {paired.films.n_films} {split_name} films both models were scored on; "
                            f"{paired.films.only_a} film(s) only A scored and {paired.films.only_b} only B scored are "
                            "left out.")
-            st.dataframe(compare.comparison_frame(paired, entry_a.display_name, entry_b.display_name), hide_index=True, width="stretch",
-                         key="comparison_paired_table")
+            st.dataframe(compare.comparison_frame(paired), hide_index=True, width="stretch", key="comparison_paired_table")
+            st.markdown("\n".join(f"- {reading}" for reading in other_readings))
             st.caption(
                 f"{paired.films.n_films} {split_name} films, joined on the film path of each predictions.csv. "
                 f"Each model at its own threshold chosen on validation (A {paired.threshold_a:.3f}, "

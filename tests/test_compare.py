@@ -260,6 +260,13 @@ def test_compare_models_puts_delong_first_and_the_bootstrap_after() -> None:
     assert table["method"].iloc[0] == "DeLong" and table["method"].iloc[1].startswith("paired bootstrap")
     assert (table["n_films"] == 300).all()
     assert result.threshold_a == 0.5 and result.threshold_b == 0.55
+    readings = result.readings("A", "B")
+    assert readings == [compare.plain_reading(d, "A", "B") for d in result.differences]
+    assert "ROC AUC" in readings[0] and "specificity" in readings[3]
+    shown = compare.comparison_frame(result)
+    assert list(shown["Metric"]) == ["ROC AUC", "Accuracy", "Sensitivity", "Specificity"]
+    d = result.differences[1]
+    assert shown["Difference A − B (95% CI)"][1] == f"{d.difference:+.3f} ({d.ci_low:+.3f} to {d.ci_high:+.3f})"
 
 
 def test_plain_readings() -> None:

@@ -203,6 +203,8 @@ def test_paired_test_on_the_split_shown(paired_root: Path, split: str) -> None:
                for m in at.markdown)
     caption = next(c.value for c in at.caption if "joined on the film path" in c.value)
     assert caption.startswith(f"{len(y)} {name} films")
+    readings = next(m.value for m in at.markdown if m.value.startswith("- ") and "specificity" in m.value)
+    assert len(readings.splitlines()) == 3 and "sensitivity" in readings and "accuracy" in readings
 
 
 def test_swapping_the_models_flips_the_difference(paired_root: Path) -> None:
