@@ -266,6 +266,47 @@ def test_cli_scores_every_field_case_and_reports_what_it_skips(tiny_cnn_dir: Pat
     assert not [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR]
 
 
+def test_folder_walk_sniffs_files_without_suffix_and_reports_every_skipped_one(tmp_path: Path, caplog):
+    export = tmp_path / "CD"
+    series = export / "DICOM" / "PT000000" / "ST000000" / "SE000000"
+    series.mkdir(parents=True)
+    (series / "IM000000").write_bytes(CD_DICOM.read_bytes())  # 'DICM' at offset 128
+    ds = pydicom.dcmread(CD_DICOM)
+    ds.file_meta, ds.preamble = FileMetaDataset(), None
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=False, implicit_vr=True, little_endian=True)
+    (series / "IM000001").write_bytes(buffer.getvalue())  # no preamble, no file meta: implicit VR little endian
+    (series / "SCAN0001.JPG").write_bytes(CD_JPEG.read_bytes())
+    (series / "SCAN0002").write_bytes(CD_JPEG.read_bytes())  # a JPEG without a suffix
+    index = Dataset()
+    index.file_meta = FileMetaDataset()
+    index.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.1.3.10"
+    index.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    index.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    index.FileSetID = "EXPORT"
+    index.save_as(export / "INDEX", enforce_file_format=True)  # a DICOMDIR under another name
+    (export / "DICOMDIR").write_bytes((export / "INDEX").read_bytes())
+    (export / "README.TXT").write_text("Viewer: double-click VIEWER.EXE\n")
+    (export / "AUTORUN.INF").write_text("[autorun]\nopen=VIEWER.EXE\n")
+    (export / "EMPTY").write_bytes(b"")
+    (export / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1" + bytes(64))
+    (export / ".thumbs").mkdir()
+    (export / ".thumbs" / "t.jpg").write_bytes(CD_JPEG.read_bytes())
+    skipped: list[tuple[Path, str]] = []
+    with caplog.at_level(logging.WARNING, logger="core.predict"):
+        found = list(predict.iter_image_files([export], skipped=skipped))
+    assert [p.name for p in found] == ["IM000000", "IM000001", "SCAN0001.JPG", "SCAN0002"]
+    reasons = {path.name: reason for path, reason in skipped}
+    assert set(reasons) == {"INDEX", "DICOMDIR", "README.TXT", "AUTORUN.INF", "EMPTY", ".DS_Store", ".thumbs"}
+    assert "DICOMDIR index" in reasons["INDEX"] and "DICOMDIR index" in reasons["DICOMDIR"]
+    assert "a text file" in reasons["README.TXT"] and "a text file" in reasons["AUTORUN.INF"]
+    assert "empty file" in reasons["EMPTY"] and "hidden file" in reasons[".DS_Store"] and "hidden folder" in reasons[".thumbs"]
+    for path, reason in skipped:
+        assert f"Skipped {path}: {reason}" in caplog.text
+    decoded = [decode_xray(path) for path in found]  # every file found decodes
+    np.testing.assert_array_equal(decoded[0].pixels, decoded[1].pixels)
+
+
 def test_cli_help_names_a_shipped_model_folder(project_root: Path):
     result = subprocess.run([sys.executable, "-m", "core.predict", "--help"], cwd=project_root, capture_output=True,
                             text=True, check=True)

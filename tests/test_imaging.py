@@ -402,7 +402,12 @@ def test_error_is_a_value_error():
 @pytest.mark.parametrize(
     ("head", "kind"),
     [(b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff\xe0", "JPEG"), (b"GIF89a", "GIF"), (b"BM", "BMP"),
-     (b"II*\x00", "TIFF"), (b"%PDF-1.4", "PDF"), (b"PK\x03\x04", "ZIP"), (b"\x00" * 128 + b"DICM", "DICOM")],
+     (b"II*\x00", "TIFF"), (b"%PDF-1.4", "PDF"), (b"PK\x03\x04", "ZIP"), (b"\x00" * 128 + b"DICM", "DICOM"),
+     (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic", "HEIF"),
+     (b"\x00\x00\x00\x18ftypmif1\x00\x00\x00\x00mif1heix", "HEIF"),
+     (b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1miaf", "AVIF"),
+     (b"\x00\x00\x00\x18ftypqt  \x00\x00\x02\x00qt  ", "VIDEO"),
+     (b"\x00\x00\x00\x20ftypisom\x00\x00\x02\x00isomiso2avc1mp41", "VIDEO")],
 )
 def test_sniff_format(head, kind):
     assert sniff_format(head + b"\x00" * 64) == kind
@@ -425,3 +430,107 @@ def test_display_helpers(data_root):
 def test_decoded_xray_is_a_plain_value():
     decoded = DecodedXray(pixels=np.zeros((64, 64), np.float32), metadata={"format": "PNG"})
     assert decoded.shape == (64, 64) and decoded.name is None
+
+
+# ------------------------------------------------------------------------------ phone photos (HEIC / AVIF)
+def _heic_bytes() -> bytes:
+    """A real HEIC photo, encoded by libheif (pillow-heif, a test-only dependency)."""
+    import pillow_heif
+
+    photo = Image.fromarray((np.arange(96 * 128) % 251).astype(np.uint8).reshape(96, 128)).convert("RGB")
+    buffer = io.BytesIO()
+    pillow_heif.from_pillow(photo).save(buffer, format="HEIF", quality=80)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["HEIF", "AVIF"])
+def test_phone_photo_named_png_is_named_with_how_to_get_a_jpeg(fmt):
+    data = _heic_bytes() if fmt == "HEIF" else encoded(Image.new("RGB", (96, 128), (90, 90, 90)), "AVIF")
+    assert sniff_format(data) == fmt
+    with pytest.raises(InvalidImageError) as error:
+        decode_xray(data, name="IMG_0042.png")
+    message = str(error.value)
+    assert ("HEIC/HEIF photo" if fmt == "HEIF" else "AVIF image") in message and "IMG_0042.png" in message
+    assert "Save it as JPEG" in message and "Most Compatible" in message
+    assert "damaged" not in message and "corrupt" not in message
+
+
+def test_video_named_png_is_named():
+    with pytest.raises(InvalidImageError, match="a video"):
+        decode_xray(b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + bytes(512), name="clip.png")
+
+
+# ------------------------------------------------------------------------------ 16-bit images at their real bit depth
+def _with_sbit(png: bytes, bits: int) -> bytes:
+    """The PNG with an sBIT chunk (grey significant bits) inserted after IHDR."""
+    chunk = struct.pack(">I", 1) + b"sBIT" + bytes([bits]) + struct.pack(">I", zlib.crc32(b"sBIT" + bytes([bits])))
+    end_of_ihdr = 8 + 12 + 13
+    return png[:end_of_ihdr] + chunk + png[end_of_ihdr:]
+
+
+def test_png_sbit_declares_the_bit_depth_of_unscaled_values():
+    values = ramp16(top=4000)  # 12-bit values left unscaled
+    decoded = decode_xray(_with_sbit(png_bytes(Image.fromarray(values)), 12))
+    np.testing.assert_allclose(decoded.pixels, values / 4095.0, atol=1e-6)
+    assert decoded.metadata["significant_bits"] == 12 and decoded.metadata["bit_depth"] == 16
+    (note,) = decoded.notes
+    assert "sBIT chunk declares 12 bits" in note and "4,095 instead of 65,535" in note
+
+
+def test_png_sbit_with_values_scaled_up_as_the_standard_asks_keeps_65535():
+    twelve = ramp16(top=4095)
+    scaled = (twelve << 4) | (twelve >> 8)  # PNG spec: left-bit replication to 16 bits
+    decoded = decode_xray(_with_sbit(png_bytes(Image.fromarray(scaled)), 12))
+    np.testing.assert_allclose(decoded.pixels, scaled / 65535.0, atol=1e-6)
+    assert decoded.notes == () and decoded.metadata["significant_bits"] == 16
+
+
+@pytest.mark.parametrize(("top", "bits"), [(1000, 10), (255, 8), (16000, 14), (40000, 16)])
+def test_sixteen_bit_png_without_declaration_uses_the_range_of_its_values(top, bits):
+    values = ramp16(top=top)
+    decoded = decode_xray(png_bytes(Image.fromarray(values)), name="export.png")
+    np.testing.assert_allclose(decoded.pixels, values / float(2**bits - 1), atol=1e-6)
+    assert decoded.metadata["significant_bits"] == bits
+    assert (decoded.notes == ()) == (bits == 16)
+    if bits < 16:
+        assert f"holding {bits}-bit values" in decoded.notes[0] and "no bit depth is declared" in decoded.notes[0]
+
+
+def test_sixteen_bit_tiff_max_sample_value_declares_the_bit_depth():
+    values = ramp16(70, 80, top=900)
+    decoded = decode_xray(encoded(Image.fromarray(values), "TIFF", tiffinfo={281: 1023}))
+    np.testing.assert_allclose(decoded.pixels, values / 1023.0, atol=1e-6)
+    assert "MaxSampleValue tag is 1,023" in decoded.notes[0]
+
+
+# ------------------------------------------------------------------------------ DICOM without file meta / preamble
+@pytest.mark.parametrize(("implicit", "little", "name"), [(True, True, "Implicit VR Little Endian"),
+                                                          (False, True, "Explicit VR Little Endian"),
+                                                          (False, False, "Explicit VR Big Endian")])
+def test_headerless_dicom_encoding_is_inferred(implicit, little, name):
+    values = ramp16(64, 80, top=4095)
+    ds = Dataset()
+    ds.SpecificCharacterSet, ds.ImageType, ds.SOPClassUID = "ISO_IR 100", ["ORIGINAL", "PRIMARY"], SecondaryCaptureImageStorage
+    ds.Modality, ds.Rows, ds.Columns = "CR", *values.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PixelRepresentation = 1, "MONOCHROME2", 0
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
+    ds.PixelData = values.astype("<u2" if little else ">u2").tobytes()
+    buffer = io.BytesIO()
+    pydicom.dcmwrite(buffer, ds, implicit_vr=implicit, little_endian=little, enforce_file_format=False)
+    data = buffer.getvalue()
+    assert data[128:132] != b"DICM" and sniff_format(data) == "DICOM"
+    decoded = decode_xray(data, name="IM000001")
+    np.testing.assert_allclose(decoded.pixels, values / 4095.0, atol=1e-6)  # no window: min-max of 0..4095
+    assert decoded.metadata["transfer_syntax"] == name
+    assert f"read as {name}" in decoded.notes[0] and "nor file meta header" in decoded.notes[0]
+
+
+def test_truncated_dicom_says_how_much_is_missing():
+    data = make_dicom(ramp16())
+    with pytest.raises(InvalidImageError, match=r"truncated: 4,192 bytes stored, 8,192 needed for 64x64 pixels"):
+        decode_xray(data[: len(data) - 4000])
+
+
+def test_decoded_xray_notes_are_empty_when_nothing_was_done():
+    assert DecodedXray(pixels=np.zeros((64, 64), np.float32)).notes == ()
+    assert decode_xray(png_bytes(Image.fromarray(ramp16()))).notes == ()  # full 16-bit range: nothing to say
