@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import base64
 import html
+import json
 import logging
 import math
 import sys
@@ -97,7 +98,7 @@ def rank_models(models_dir: str | Path) -> pd.DataFrame:
     """
     rows = []
     for entry in registry.list_models(models_dir):
-        if not entry.available:
+        if not entry.available or entry.card.get("adapted"):  # adapted models (core.site) never give headline numbers
             continue
         val = registry.load_predictions(entry, split="val")
         rows.append(
@@ -431,8 +432,12 @@ def build_report(
     model: str | None = None,
     split: str = "test",
     n_resamples: int = config.BOOTSTRAP_RESAMPLES,
+    site: dict | None = None,
 ) -> str:
     """The whole results report as one self-contained HTML string (plotly.js inline, images as data URIs).
+
+    `site` (core.site.SiteReport.to_dict(), e.g. the JSON of `python -m core.site validate --out`) adds a
+    "Your site" section with every model's numbers on the site's own films.
 
     `model` overrides the recommended model (default: best validation ROC AUC); `split` is the split reported
     (thresholds and the model choice always come from validation); `heatmaps=False` skips TensorFlow.
@@ -523,6 +528,9 @@ def build_report(
                 f"(threshold {chosen.threshold:.3f}). <span class='muted'>{_esc(ex.path)}</span>{extra}</figcaption></figure>")
         add("</div>")
 
+    if site:
+        add(site_section_html(site))
+
     add("<h2>6. Limitations</h2><ul>")
     for item in (*LIMITATIONS, *[str(x) for x in chosen.card.get("limitations", []) if str(x) not in LIMITATIONS]):
         add(f"<li>{_esc(item)}</li>")
@@ -538,6 +546,54 @@ def build_report(
         add(f"<details><summary>Model card of {_esc(chosen.display_name)}</summary><pre style='white-space:pre-wrap'>{_esc(card_md)}</pre></details>")
     add(f"<p class='muted'>Report built in {time.perf_counter() - started:.1f} s by <code>python -m core.report</code>.</p>")
     add("</body></html>")
+    return "\n".join(parts)
+
+
+def _site_cell(entry: dict | None) -> str:
+    """'0.930 (0.910–0.950), width 0.040' from a site metric entry."""
+    if not entry:
+        return "—"
+    width = entry.get("ci_width")
+    return metrics.format_ci(entry) + (f", width {width:.3f}" if isinstance(width, (int, float)) else "")
+
+
+def site_section_html(site: dict) -> str:
+    """The "Your site" section: every model at its own threshold and at the site operating point, on the site's films."""
+    parts = [f"<h2 id='site'>Your site: {_esc(site.get('site', '?'))}</h2>",
+             f"<p>{int(site.get('films', 0))} labelled films of the site scored (labels from {_esc(site.get('labels_from', '?'))}; "
+             f"patients from {_esc(site.get('patients_from', '?'))}; set fingerprint <code>{_esc(site.get('fingerprint', '?'))}</code>; "
+             f"{len(site.get('problems') or [])} file(s) not used). 95% CIs resample patients; none of these films played any "
+             "part in training, thresholds or model choice, except where a row says the model was adapted on them.</p>"]
+    rows, op_rows, notes = [], [], []
+    for r in site.get("results") or []:
+        m = r.get("metrics") or {}
+        counts = r.get("counts") or {}
+        ood_counts = r.get("ood") or {}
+        rows.append({"Model": r.get("display_name", r.get("model")), "Films (N / P)": f"{counts.get('NORMAL', 0)} / {counts.get('PNEUMONIA', 0)}",
+                     "Patients": counts.get("patients", 0), "Threshold (card)": f"{r.get('threshold', math.nan):.3f}",
+                     **({"ROC AUC": _site_cell(m.get("roc_auc")), "Sensitivity": _site_cell(m.get("recall")),
+                         "Specificity": _site_cell(m.get("specificity"))} if m else
+                        {"ROC AUC": "not reported", "Sensitivity": "not reported", "Specificity": "not reported"}),
+                     "OOD flagged": f"{ood_counts.get('flagged', 0)} / {ood_counts.get('checked', 0)}" if ood_counts.get("guard") else "no guard",
+                     "Score drift (KS)": f"{(r.get('drift') or {}).get('ks_statistic') or math.nan:.2f}"})
+        point = r.get("site_operating_point") or {}
+        if point.get("threshold") is not None:
+            pm = point.get("metrics") or {}
+            op_rows.append({"Model": r.get("display_name", r.get("model")), "Site threshold": f"{point['threshold']:.3f}",
+                            "Rule": point.get("rule_text", ""), "Evaluation films": (point.get("evaluation") or {}).get("films"),
+                            "Sensitivity": _site_cell(pm.get("recall")), "Specificity": _site_cell(pm.get("specificity")),
+                            "PPV": _site_cell(pm.get("precision"))})
+        for text in (r.get("refusal"), point.get("refusal"), r.get("adaptation")):
+            if text:
+                notes.append(f"{r.get('display_name', r.get('model'))}: {text}")
+    parts.append("<p>Each model at its own threshold, chosen on the training hospital's VALIDATION split:</p>")
+    parts.append(_table_html(pd.DataFrame(rows)))
+    if op_rows:
+        parts.append("<p>The <b>site operating point</b>: a threshold chosen by the card's own rule on one half of the site's "
+                     "films (calibration half, grouped by patient) and reported on the other half (evaluation half):</p>")
+        parts.append(_table_html(pd.DataFrame(op_rows)))
+    if notes:
+        parts.append("<ul>" + "".join(f"<li>{_esc(n)}</li>" for n in notes) + "</ul>")
     return "\n".join(parts)
 
 
@@ -561,13 +617,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model", default=None, help="report this model instead of the recommended one (best validation ROC AUC)")
     parser.add_argument("--no-heatmaps", action="store_true", help="skip the Grad-CAM heatmaps (no TensorFlow, faster)")
     parser.add_argument("--resamples", type=int, default=config.BOOTSTRAP_RESAMPLES, help="bootstrap resamples for the CIs")
+    parser.add_argument("--site", default=None, help="site results (JSON from python -m core.site validate --out) to add as a section")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     config.quiet_tensorflow()
     try:
+        site = json.loads(Path(args.site).read_text(encoding="utf-8")) if args.site else None
         path = write_report(args.out, args.models, args.data, heatmaps=not args.no_heatmaps, model=args.model,
-                            n_resamples=args.resamples)
-    except ValueError as exc:
+                            n_resamples=args.resamples, site=site)
+    except (ValueError, OSError) as exc:  # OSError: the --site file cannot be read
         logger.error("%s", exc)
         return 1
     logger.info("Wrote %s (%.1f MB)", path, path.stat().st_size / 1e6)

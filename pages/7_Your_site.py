@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import config, metrics, registry
+from core import report as results_report
 from core import site as site_check
 from ui import enter_through_app, load_scorer, model_entries
 
@@ -187,8 +188,15 @@ with validate_tab:
                 current = st.session_state.get(SITE_POINT_KEY) or {}
                 if current.get("model") == chosen:
                     st.caption(f"The Prediction page offers threshold {current['threshold']:.3f} for this model ({current['source']}).")
-            st.download_button("Download the site results (JSON)", site_check.json_bytes(report), file_name=f"site-{report.site}.json",
-                               mime="application/json", key="site_download")
+            left, right = st.columns(2)
+            left.download_button("Download the site results (JSON)", site_check.json_bytes(report), file_name=f"site-{report.site}.json",
+                                 mime="application/json", key="site_download")
+            right.download_button(
+                "Download the HTML report with this site section",
+                data=lambda: results_report.build_report(config.models_dir(), st.session_state.get("data_root") or config.data_root(),
+                                                         heatmaps=False, site=report.to_dict()),
+                file_name=f"pneumonia_report_site-{report.site}.html", mime="text/html", on_click="ignore",
+                key="site_download_report", help="The whole results report (no heatmaps) plus a 'Your site' section; built on click.")
 
 with adapt_tab:
     st.markdown("Adapt a model to your films **without labels**: a new model is written next to the others, with a card that "

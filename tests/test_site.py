@@ -287,6 +287,9 @@ def test_adaptation_writes_a_new_listed_model_atomically_with_its_card(bn_model_
     assert 0 < info["prior"]["site"] < 1 and info["prior"]["source"] == 0.5
     listed = {e.name: e for e in registry.list_models(models_dir)}
     assert listed[path.name].available and listed["tiny_bn"].available
+    from core import report
+
+    assert list(report.rank_models(models_dir)["model"]) == ["tiny_bn"]  # never the headline model
     # predictions.csv holds the adapted model's own scores of the source's val/test films.
     from core import predict
     from core.imaging import decode_xray
@@ -329,3 +332,20 @@ def test_cli_help_and_validate_writes_json(kaggle_folder, ruled_models, tmp_path
     assert payload["films"] == 90 and payload["results"][0]["model"] == "tiny_cnn"
     assert "roc_auc" in capsys.readouterr().out
     assert site_check.main(["validate", str(tmp_path / "nothing-here")]) == 1
+
+
+def test_html_report_gets_a_site_section_with_the_site_numbers(kaggle_folder, ruled_models, tmp_path, data_root):
+    from core import report
+    from tests.test_report import write_report_models
+
+    site_report = site_check.validate_site(site_check.read_site(kaggle_folder, name="St Test"),
+                                           models_dir=ruled_models, guard=False, n_resamples=100)
+    payload = json.loads(site_check.json_bytes(site_report))
+    auc = payload["results"][0]["metrics"]["roc_auc"]
+    section = report.site_section_html(payload)
+    assert "Your site: St Test" in section and metrics.format_ci(auc) in section and "width" in section
+    assert "calibration half" in section
+    models_dir = write_report_models(tmp_path / "models", data_root)
+    html = report.build_report(models_dir, data_root, heatmaps=False, n_resamples=50, site=payload)
+    assert "id='site'" in html and metrics.format_ci(auc) in html
+    assert "id='site'" not in report.build_report(models_dir, data_root, heatmaps=False, n_resamples=50)
