@@ -216,6 +216,26 @@ class ThresholdSweep:
         frame["youden_j"] = frame["recall"] + frame["specificity"] - 1.0
         return frame
 
+    def compact(self) -> dict:
+        """The sweep as plain lists, for a client that answers `at()` itself (e.g. a browser while dragging).
+
+        Returns ``{"scores": [...], "neg_below": [...], "pos_below": [...], "n_pos": int, "n_neg": int}``:
+        `scores` are the distinct scores ascending (k,), ``neg_below[i]`` / ``pos_below[i]`` the negatives /
+        positives scoring strictly below ``scores[i]`` ((k + 1,), the last entry being all of them). At a
+        threshold t, with i the number of distinct scores < t, fn = pos_below[i] and tn = neg_below[i], exactly
+        as `at(t)`. Floats are the stored float64 values, so JSON (shortest round-trip repr) carries them exactly.
+        """
+        s = self.sorted_scores
+        starts = np.flatnonzero(np.concatenate(([True], s[1:] != s[:-1]))) if s.size else np.empty(0, dtype=np.int64)
+        below = np.append(starts, s.size)
+        return {
+            "scores": s[starts].tolist(),
+            "neg_below": self.neg_below[below].tolist(),
+            "pos_below": self.pos_below[below].tolist(),
+            "n_pos": self.n_pos,
+            "n_neg": self.n_neg,
+        }
+
 
 def _scalar_metrics(
     tp: int, fp: int, tn: int, fn: int, threshold: float, prevalence: float | None, zero_division: float
@@ -501,6 +521,35 @@ def per_population(
         "correctly_cleared": healthy - false_alarms,
         "flagged": caught + false_alarms,
     }
+
+
+LIVE_DIGITS = 3
+"""Decimals of the ratios an operating-point summary shows (sensitivity, PPV, ...); counts per 1,000 show none."""
+
+
+def operating_point_summary(
+    sweep: ThresholdSweep, threshold: float, *, prevalence: float | None = None, population: int = 1000
+) -> dict[str, str]:
+    """What the threshold explorer shows at `threshold`, formatted: {name: text}, the server's side of the live widget.
+
+    Keys: threshold (4 decimals); recall, specificity, precision, npv, f1, accuracy (the sample's own, LIVE_DIGITS
+    decimals); tn, fp, fn, tp; ppv_at_prevalence, npv_at_prevalence (Bayes' rule at `prevalence`, default the
+    sample's); caught, missed, false_alarms, flagged per `population` (no decimals). The browser computes the same
+    numbers from `ThresholdSweep.compact()` with the same float64 operations in the same order, and formats them
+    like Python's format() (round half to even on the exact binary value), so both sides show identical text.
+    """
+    at = sweep.at(threshold)
+    p = sweep.prevalence if prevalence is None else float(prevalence)
+    out = {"threshold": f"{float(threshold):.4f}"}
+    out.update({k: f"{at[k]:.{LIVE_DIGITS}f}" for k in ("recall", "specificity", "precision", "npv", "f1", "accuracy")})
+    out.update({k: str(at[k]) for k in ("tn", "fp", "fn", "tp")})
+    if 0.0 < p < 1.0:
+        weighted = sweep.at(threshold, prevalence=p)
+        freq = per_population(at["recall"], at["specificity"], p, population=population)
+        out["ppv_at_prevalence"] = f"{weighted['precision']:.{LIVE_DIGITS}f}"
+        out["npv_at_prevalence"] = f"{weighted['npv']:.{LIVE_DIGITS}f}"
+        out.update({k: f"{freq[k]:.0f}" for k in ("caught", "missed", "false_alarms", "flagged")})
+    return out
 
 
 def _require_both_classes(y: np.ndarray, what: str) -> None:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from core import config, metrics, registry
 from ui import enter_through_app, model_entries
+from widgets.threshold_explorer import agreement_numbers, figure_data, live_threshold
 
 enter_through_app(__file__)
 
@@ -34,11 +34,12 @@ def split_view(path: str, stamp: float, split: str) -> dict:
     """Everything the fragment needs for one (model, split), computed once: the sweep, curves, histogram."""
     frame = registry.load_predictions(path, split=split)
     y, s = frame["label"], frame["score"]
+    sweep = metrics.ThresholdSweep.from_scores(y, s)
     return {
-        "sweep": metrics.ThresholdSweep.from_scores(y, s),
-        "roc": metrics.roc_curve_frame(y, s),
-        "pr": metrics.pr_curve_frame(y, s),
-        "histogram": metrics.score_histogram(y, s, bins=50),
+        "sweep": sweep,
+        "compact": sweep.compact(),
+        "figures": figure_data(metrics.roc_curve_frame(y, s), metrics.pr_curve_frame(y, s),
+                               metrics.score_histogram(y, s, bins=50)),
         "auc": metrics.roc_auc(y, s),
         "ap": metrics.pr_auc(y, s),
     }
@@ -52,7 +53,9 @@ def validation_presets(path: str, stamp: float) -> tuple[dict[str, float], int]:
 
 
 def _set_threshold(value: float) -> None:
+    """Set by the page (a preset): a new revision, so the widget's handle moves to it."""
     st.session_state[SLIDER_KEY] = float(value)
+    st.session_state["threshold_revision"] = st.session_state.get("threshold_revision", 0) + 1
 
 
 # ------------------------------------------------------------------------------ page: choose what to look at
@@ -109,7 +112,7 @@ preset_help = {
 # point for this model, else at the model's own.
 if st.session_state.get("explorer_threshold_for") != model_name or SLIDER_KEY not in st.session_state:
     start = remembered.get("threshold") if remembered.get("model") == model_name else entry.threshold
-    st.session_state[SLIDER_KEY] = min(max(float(start), 0.0), slider_max)
+    _set_threshold(min(max(float(start), 0.0), slider_max))
     st.session_state["explorer_threshold_for"] = model_name
 
 st.markdown(
@@ -120,62 +123,18 @@ st.markdown(
 
 
 # ------------------------------------------------------------------------------ the live part
-# Figures of the live part are built from plain dicts without plotly's per-property validation
-# (`_validate=False`): the specs are fixed here, and it keeps each fragment rerun a few times cheaper.
-_MARGIN = {"l": 10, "r": 10, "t": 40, "b": 10}
+# The slider, every number and the figure points are answered in the browser on each pointer move
+# (widgets/threshold_explorer.py, from the sweep's compact form); the server hears the value on release, stores the
+# operating point, and sends back its own numbers (core.metrics), which the widget checks against what it showed.
+LIVE_KEY = "threshold_live"
 
 
-def _live_figure(view: dict, at: dict, threshold: float) -> go.Figure:
-    """One figure, three panels (one chart to redraw per move): ROC and PR with the current point, score histogram."""
-    name = SPLIT_NAMES[split]
-    domains = ([0.0, 0.29], [0.355, 0.645], [0.71, 1.0])
-    point = {"mode": "markers", "marker": {"size": 13, "color": "crimson"}, "name": "current threshold"}
-    hist = view["histogram"]
-    centres = ((hist["bin_left"] + hist["bin_right"]) / 2).to_numpy()
-    width = float(hist["bin_right"].iat[0] - hist["bin_left"].iat[0])
-    data = [
-        {"type": "scatter", "x": view["roc"]["fpr"].to_numpy(), "y": view["roc"]["tpr"].to_numpy(), "mode": "lines",
-         "name": "ROC", "line": {"color": "#1f6feb"}, "xaxis": "x", "yaxis": "y"},
-        {"type": "scatter", "x": [1 - at["specificity"]], "y": [at["recall"]], "xaxis": "x", "yaxis": "y", **point},
-        {"type": "scatter", "x": view["pr"]["recall"].to_numpy(), "y": view["pr"]["precision"].to_numpy(),
-         "mode": "lines", "line": {"shape": "hv", "color": "#1f6feb"}, "name": "PR", "xaxis": "x2", "yaxis": "y2"},
-        {"type": "scatter", "x": [at["recall"]], "y": [at["precision"]], "xaxis": "x2", "yaxis": "y2", **point},
-    ] + [
-        {"type": "bar", "x": centres, "y": hist[label].to_numpy(), "width": width, "name": label, "opacity": 0.6,
-         "marker": {"color": color}, "xaxis": "x3", "yaxis": "y3"}
-        for label, color in zip(config.CLASS_NAMES, ("steelblue", "darkorange"))
-    ]
-    titles = (f"ROC ({name}, AUC {view['auc']:.3f})", f"Precision–recall ({name}, AP {view['ap']:.3f})",
-              f"Scores by true class ({name})")
-    layout = {
-        "height": 360, "barmode": "overlay", "margin": {"l": 10, "r": 10, "t": 40, "b": 10},
-        "legend": {"orientation": "h", "x": 0.71, "y": -0.22},
-        "annotations": [
-            {"text": f"<b>{title}</b>", "x": sum(d) / 2, "y": 1.0, "xref": "paper", "yref": "paper",
-             "xanchor": "center", "yanchor": "bottom", "showarrow": False}
-            for title, d in zip(titles, domains)
-        ] + [{"x": threshold, "y": 0.97, "xref": "x3", "yref": "y3 domain", "yanchor": "top", "xanchor": "left",
-              "xshift": 4, "showarrow": False, "font": {"color": "crimson"}, "text": f"threshold {threshold:.3f}"}],
-        "shapes": [{"type": "line", "x0": threshold, "x1": threshold, "y0": 0, "y1": 1, "xref": "x3",
-                    "yref": "y3 domain", "line": {"color": "crimson", "width": 3}}],
-    }
-    axes = (("1 − specificity", "Sensitivity"), ("Recall", "Precision"), ("Predicted probability of pneumonia", "Images"))
-    for i, (domain, (x_title, y_title)) in enumerate(zip(domains, axes), start=1):
-        suffix = "" if i == 1 else str(i)
-        layout[f"xaxis{suffix}"] = {"domain": domain, "anchor": f"y{suffix}", "title": {"text": x_title},
-                                    "range": [-0.02, 1.02]}
-        layout[f"yaxis{suffix}"] = {"anchor": f"x{suffix}", "title": {"text": y_title}}
-        if i < 3:
-            layout[f"yaxis{suffix}"]["range"] = [-0.02, 1.02]
-    layout["showlegend"] = True
-    for trace in data:
-        trace["showlegend"] = trace["type"] == "bar"
-    return go.Figure({"data": data, "layout": layout}, _validate=False)
+def _released(value: float) -> None:
+    st.session_state[SLIDER_KEY] = min(max(float(value), 0.0), slider_max)
 
 
-def _population_panel(at: dict, threshold: float) -> None:
-    """Prevalence control, re-weighted PPV/NPV and natural frequencies per 1,000 screened."""
-    st.markdown("##### What it means for a screened population")
+def _prevalence_choice() -> tuple[float, str]:
+    """Prevalence control of the population panel: (prevalence in (0, 1), who is screened)."""
     own = sweep.prevalence
     choice = st.radio(
         "Prevalence of pneumonia in the population screened",
@@ -188,38 +147,19 @@ def _population_panel(at: dict, threshold: float) -> None:
         prevalence = st.number_input("Prevalence (%)", 0.1, 99.9, value=2.0, step=0.1, key="explorer_custom") / 100
     else:
         prevalence = PREVALENCE_PRESETS[choice] or own
-    weighted = sweep.at(threshold, prevalence=prevalence)
-    freq = metrics.per_population(at["recall"], at["specificity"], prevalence, population=1000)
-    who = "children screened" if choice == "split" else "people screened"
-    with st.container(border=True):
-        st.markdown(
-            f"Per **1,000 {who}** at {prevalence:.1%} prevalence: **{freq['caught']:.0f}** cases caught, "
-            f"**{freq['missed']:.0f}** missed, **{freq['false_alarms']:.0f}** false alarms "
-            f"(of {freq['flagged']:.0f} flagged)."
-        )
-        a, b = st.columns(2)
-        a.metric(f"PPV at {prevalence:.1%} prevalence", f"{weighted['precision']:.3f}",
-                 help="Chance that a flagged X-ray really shows pneumonia")
-        b.metric(f"NPV at {prevalence:.1%} prevalence", f"{weighted['npv']:.3f}",
-                 help="Chance that a cleared X-ray really is normal")
-        st.caption(
-            f"Sensitivity and specificity measured on the {SPLIT_NAMES[split]} split (paediatric X-rays from one "
-            "centre), re-weighted to this prevalence with Bayes' rule. Adults are outside what this model was trained on."
-        )
+    return prevalence, "children screened" if choice == "split" else "people screened"
 
 
 @st.fragment
 def explorer() -> None:
-    """Preset buttons, the slider, prevalence, then every number and plot at the current threshold."""
+    """Preset buttons, prevalence, the live widget, then the operating point the server stored and its numbers."""
     st.markdown("**Start from a preset** (chosen on validation):")
     with st.container(horizontal=True):
         for label, value in presets.items():
             st.button(f"{label} · {value:.3f}", key=f"preset_{label}", on_click=_set_threshold, args=(value,),
                       help=preset_help.get(label, f"{label} on validation (highest such threshold)."))
-    threshold = st.slider(
-        "Threshold: call PNEUMONIA when the probability is at least…", 0.0, slider_max, step=0.001, format="%.3f",
-        key=SLIDER_KEY,
-    )
+    prevalence, who = _prevalence_choice()
+    threshold = float(st.session_state[SLIDER_KEY])
     preset_name = next((label for label, value in presets.items() if value == threshold), None)
     if preset_name == "Model's own":
         source = f"{entry.display_name}'s own operating point: {entry.threshold_rule}, chosen on {entry.threshold_split}"
@@ -227,30 +167,45 @@ def explorer() -> None:
         source = f"{preset_name}, chosen on the validation split of {entry.display_name}"
     else:
         source = f"set by hand in the threshold explorer while viewing the {SPLIT_NAMES[split]} split"
-    st.session_state["operating_point"] = {"model": model_name, "threshold": float(threshold), "source": source}
-    st.caption(f"Threshold {threshold:.4f}: {source}. The Prediction page uses it.")
+    st.session_state["operating_point"] = {"model": model_name, "threshold": threshold, "source": source}
 
-    at = sweep.at(threshold)
-    st.markdown(f"##### At this threshold, on the {SPLIT_NAMES[split]} split")
-    cols = st.columns(6)
-    cols[0].metric("Recall (sensitivity)", f"{at['recall']:.3f}", help="Share of pneumonia cases caught")
-    cols[1].metric("Specificity", f"{at['specificity']:.3f}", help="Share of normal X-rays cleared")
-    cols[2].metric("Precision (PPV)", f"{at['precision']:.3f}", help="Share of alarms that are pneumonia")
-    cols[3].metric("NPV", f"{at['npv']:.3f}", help="Share of cleared X-rays that are normal")
-    cols[4].metric("F1", f"{at['f1']:.3f}")
-    cols[5].metric("Accuracy", f"{at['accuracy']:.3f}")
-
-    st.plotly_chart(_live_figure(view, at, threshold), key="live_curves")
-    st.caption("Red: the current threshold on the ROC and precision–recall curves and among the scores of both classes.")
-
-    matrix, population = st.columns([1, 2])
-    with matrix:
-        st.markdown(f"Confusion matrix ({SPLIT_NAMES[split]})")
-        st.table(metrics.confusion_frame_from_counts(at))
-        with st.expander("All numbers"):
-            st.table(pd.DataFrame([at]).T.rename(columns={0: SPLIT_NAMES[split]}))
-    with population:
-        _population_panel(at, threshold)
+    name = SPLIT_NAMES[split]
+    summary = metrics.operating_point_summary(sweep, threshold, prevalence=prevalence)
+    live_threshold(
+        key=LIVE_KEY,
+        view_id=f"{model_name}:{split}:{entry.stamp}",
+        sweep=view["compact"],
+        figures=view["figures"],
+        titles={"roc": f"ROC ({name}, AUC {view['auc']:.3f})", "pr": f"Precision–recall ({name}, AP {view['ap']:.3f})",
+                "histogram": f"Scores by true class ({name})"},
+        texts={
+            "heading": f"At this threshold, on the {name} split",
+            "figure_caption": "Red: the current threshold on the ROC and precision–recall curves and among the "
+                              "scores of both classes.",
+            "matrix_title": f"Confusion matrix ({name})",
+            "predicted_0": f"predicted {config.CLASS_NAMES[0]}", "predicted_1": f"predicted {config.CLASS_NAMES[1]}",
+            "actual_0": f"actual {config.CLASS_NAMES[0]}", "actual_1": f"actual {config.CLASS_NAMES[1]}",
+            "who": who, "prevalence_text": f"{prevalence:.1%}",
+            "population_caption": f"Sensitivity and specificity measured on the {name} split (paediatric X-rays from "
+                                  "one centre), re-weighted to this prevalence with Bayes' rule. Adults are outside "
+                                  "what this model was trained on.",
+        },
+        threshold=threshold,
+        maximum=slider_max,
+        revision=st.session_state.get("threshold_revision", 0),
+        prevalence=prevalence,
+        server_numbers=summary,
+        label="Threshold: call PNEUMONIA when the probability is at least…",
+        on_release=_released,
+    )
+    st.caption(f"Threshold {threshold:.4f}: {source}. The Prediction page uses it. "
+               f"Server numbers ({name}): {agreement_numbers(summary)}.")
+    with st.expander("All numbers (exact, computed on the server)"):
+        at = sweep.at(threshold)
+        weighted = sweep.at(threshold, prevalence=prevalence)
+        table = pd.DataFrame([at]).T.rename(columns={0: name})
+        table[f"at {prevalence:.1%} prevalence"] = pd.Series(weighted)
+        st.table(table)
 
 
 explorer()

@@ -304,3 +304,38 @@ def test_format_ci() -> None:
     assert metrics.format_ci({"value": 0.9312, "ci_low": 0.912, "ci_high": 0.95}) == "0.931 (0.912–0.950)"
     assert metrics.format_ci({"value": 0.5, "ci_low": float("nan"), "ci_high": 0.6}, digits=2) == "0.50"
     assert metrics.format_ci({}) == "—"
+
+
+@pytest.mark.parametrize("kwargs", CASES)
+def test_compact_sweep_answers_like_sklearn_at_every_threshold(kwargs: dict) -> None:
+    """The compact sweep the browser gets: a lower bound in its distinct scores gives sklearn's confusion counts."""
+    import bisect
+    import json
+
+    y, s = _sample(**kwargs)
+    compact = json.loads(json.dumps(metrics.ThresholdSweep.from_scores(y, s).compact()))  # what the browser parses
+    assert compact["scores"] == sorted(set(s.tolist()))
+    assert len(compact["neg_below"]) == len(compact["pos_below"]) == len(compact["scores"]) + 1
+    for t in [0.0, 0.2, 0.5, 0.5000001, 0.999, s.min(), s.max(), s.max() + 1, *s[:20]]:
+        i = bisect.bisect_left(compact["scores"], float(t))  # the widget's lowerBound
+        fn, tn = compact["pos_below"][i], compact["neg_below"][i]
+        expected = _sk_at(y, s, t)
+        assert (compact["n_pos"] - fn, compact["n_neg"] - tn, tn, fn) == tuple(
+            expected[k] for k in ("tp", "fp", "tn", "fn")), t
+
+
+def test_operating_point_summary_is_sklearn_formatted() -> None:
+    y, s = _sample(500, seed=7)
+    sweep = metrics.ThresholdSweep.from_scores(y, s)
+    for t, prevalence in ((0.4, None), (0.61, 0.01), (0.0625, 0.05)):
+        got = metrics.operating_point_summary(sweep, t, prevalence=prevalence)
+        expected = _sk_at(y, s, t)
+        assert got["threshold"] == f"{t:.4f}"
+        for key in ("recall", "specificity", "precision", "npv", "f1", "accuracy"):
+            assert got[key] == f"{expected[key]:.3f}", key
+        assert [got[k] for k in ("tn", "fp", "fn", "tp")] == [str(expected[k]) for k in ("tn", "fp", "fn", "tp")]
+        p = y.mean() if prevalence is None else prevalence
+        sens, spec = expected["recall"], expected["specificity"]
+        assert float(got["ppv_at_prevalence"]) == pytest.approx(sens * p / (sens * p + (1 - spec) * (1 - p)), abs=5e-4)
+        assert float(got["caught"]) == pytest.approx(1000 * p * sens, abs=0.5)
+        assert float(got["false_alarms"]) == pytest.approx(1000 * (1 - p) * (1 - spec), abs=0.5)

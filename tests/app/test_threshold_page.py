@@ -34,8 +34,38 @@ def _open_page() -> AppTest:
     return open_app_page(PAGE, timeout=60)
 
 
+SERVER_LABELS = {"sensitivity": "recall", "specificity": "specificity", "PPV": "precision", "NPV": "npv", "F1": "f1",
+                 "accuracy": "accuracy"}
+
+
+def _set_threshold(at: AppTest, value: float) -> AppTest:
+    """What a release of the live widget does on the server (its callback stores the value), then a rerun."""
+    at.session_state["threshold"] = value
+    return at.run()
+
+
+def _threshold(at: AppTest) -> float:
+    return at.session_state["threshold"]
+
+
+def _server_numbers(at: AppTest) -> dict[str, str]:
+    """The numbers the server prints under the widget: {"recall": "0.992", ...} (core.metrics keys)."""
+    caption = next(c.value for c in at.caption if c.value.startswith("Threshold "))
+    listed = caption.split("Server numbers", 1)[1].split(":", 1)[1].strip().rstrip(".")
+    pairs = (item.strip().rsplit(" ", 1) for item in listed.split("·"))
+    return {SERVER_LABELS[label]: value for label, value in pairs}
+
+
+def _widget_data(at: AppTest) -> dict:
+    """The data the live widget receives (sweep, figures, the server's numbers), as the browser gets it."""
+    return json.loads(at.get("bidi_component")[0].proto.json)
+
+
 def _metric(at: AppTest, label: str) -> str:
-    return next(m.value for m in at.metric if m.label == label)
+    """A metric as the server shows it (caption under the widget), by the label the widget gives it."""
+    key = {"Recall (sensitivity)": "recall", "Specificity": "specificity", "Precision (PPV)": "precision",
+           "NPV": "npv", "F1": "f1", "Accuracy": "accuracy"}[label]
+    return _server_numbers(at)[key]
 
 
 def _split(root: Path, model: str, split: str) -> pd.DataFrame:
@@ -48,17 +78,20 @@ def test_slider_moves_recall_and_precision_to_sklearn_values(models_root: Path) 
     test = _split(models_root, "alpha", "test")
     shown = []
     for threshold in (0.2, 0.8):
-        at.slider(key="threshold").set_value(threshold).run()
+        _set_threshold(at, threshold)
         assert not at.exception, at.exception
         pred = (test["score"] >= threshold).astype(int)
         recall = skm.recall_score(test["label"], pred)
         precision = skm.precision_score(test["label"], pred, zero_division=0.0)
         assert _metric(at, "Recall (sensitivity)") == f"{recall:.3f}"
         assert _metric(at, "Precision (PPV)") == f"{precision:.3f}"
-        exact = at.table[1].value["TEST"]
+        exact = at.table[0].value["TEST"]
         assert exact["recall"] == recall and exact["precision"] == precision
         tn, fp, fn, tp = skm.confusion_matrix(test["label"], pred, labels=[0, 1]).ravel()
-        np.testing.assert_array_equal(at.table[0].value.to_numpy(), [[tn, fp], [fn, tp]])
+        assert [exact[k] for k in ("tn", "fp", "fn", "tp")] == [tn, fp, fn, tp]
+        # The browser gets the server's numbers for this very threshold, to check its own against them.
+        server = _widget_data(at)["server"]
+        assert server["value"] == threshold and server["numbers"]["tp"] == str(tp)
         assert at.session_state["operating_point"]["threshold"] == threshold
         assert "by hand" in at.session_state["operating_point"]["source"]
         shown.append((_metric(at, "Recall (sensitivity)"), _metric(at, "Precision (PPV)")))
@@ -92,8 +125,11 @@ def test_presets_land_on_the_validation_rule(models_root: Path) -> None:
                ("Specificity ≥ 90%", "specificity", 0.90)]
     for button, rule, target in presets:
         expected = _rule_by_brute_force(val["label"].to_numpy(), val["score"].to_numpy(), rule, target)
+        revision = _widget_data(at)["revision"]
         next(b for b in at.button if b.label.startswith(button)).click().run()
-        assert at.slider(key="threshold").value == expected, button
+        assert _threshold(at) == expected, button
+        # A new revision tells the widget to move its handle there (a release's echo keeps the revision).
+        assert _widget_data(at)["revision"] == revision + 1 and _widget_data(at)["threshold"] == expected
         point = at.session_state["operating_point"]
         assert point["model"] == "alpha" and point["threshold"] == expected
         assert "validation" in point["source"]
@@ -102,13 +138,13 @@ def test_presets_land_on_the_validation_rule(models_root: Path) -> None:
         assert _metric(at, "Specificity") == f"{specificity:.3f}", button
     own = json.loads((models_root / "alpha" / "card.json").read_text())["threshold"]["value"]
     next(b for b in at.button if b.label.startswith("Model's own")).click().run()
-    assert at.slider(key="threshold").value == own
+    assert _threshold(at) == own
 
 
 def test_starts_at_the_model_card_threshold_and_names_the_splits(models_root: Path) -> None:
     at = _open_page()
     card = json.loads((models_root / "alpha" / "card.json").read_text())
-    assert at.slider(key="threshold").value == card["threshold"]["value"]
+    assert _threshold(at) == card["threshold"]["value"]
     text = " ".join(m.value for m in at.markdown)
     assert "chosen on the **VALIDATION** split" in text and "applied to the **TEST** split" in text
     at.radio(key="explorer_split").set_value("val").run()
@@ -119,21 +155,23 @@ def test_starts_at_the_model_card_threshold_and_names_the_splits(models_root: Pa
     # Switching model resets the slider to that model's own operating point.
     at.selectbox(key="explorer_model").set_value("beta").run()
     beta = json.loads((models_root / "beta" / "card.json").read_text())
-    assert at.slider(key="threshold").value == beta["threshold"]["value"]
+    assert _threshold(at) == beta["threshold"]["value"]
 
 
 def test_prevalence_reweights_ppv_and_natural_frequencies(models_root: Path) -> None:
     at = _open_page()
-    at.slider(key="threshold").set_value(0.5).run()
+    _set_threshold(at, 0.5)
     at.radio(key="explorer_prevalence").set_value("1%").run()
     test = _split(models_root, "alpha", "test")
     sens = skm.recall_score(test["label"], test["score"] >= 0.5)
     spec = skm.recall_score(test["label"], test["score"] >= 0.5, pos_label=0)
     ppv = sens * 0.01 / (sens * 0.01 + (1 - spec) * 0.99)
-    assert _metric(at, "PPV at 1.0% prevalence") == f"{ppv:.3f}"
-    sentence = next(m.value for m in at.markdown if m.value.startswith("Per **1,000"))
-    assert f"**{10 * sens:.0f}** cases caught" in sentence
-    assert f"**{990 * (1 - spec):.0f}** false alarms" in sentence
+    assert at.table[0].value["at 1.0% prevalence"]["precision"] == pytest.approx(ppv, abs=1e-12)
+    data = _widget_data(at)
+    assert data["prevalence"] == 0.01 and data["texts"]["prevalence_text"] == "1.0%"
+    numbers = data["server"]["numbers"]  # what the widget must show, and checks that it does
+    assert numbers["ppv_at_prevalence"] == f"{ppv:.3f}"
+    assert numbers["caught"] == f"{10 * sens:.0f}" and numbers["false_alarms"] == f"{990 * (1 - spec):.0f}"
 
 
 def test_broken_and_missing_models_do_not_break_the_page(models_root: Path, tmp_path: Path, monkeypatch) -> None:
@@ -146,7 +184,8 @@ def test_broken_and_missing_models_do_not_break_the_page(models_root: Path, tmp_
 
 
 def test_page_does_not_import_tensorflow(models_root: Path) -> None:
-    assert not tensorflow_imported_by(PAGE, ["at.slider(key='threshold').set_value(0.3).run()", "assert len(at.metric) >= 6"], timeout=60)
+    assert not tensorflow_imported_by(PAGE, ["at.session_state['threshold'] = 0.3", "at.run()",
+                                             "assert at.get('bidi_component')"], timeout=60)
 
 
 def test_saturated_scores_preset_above_one_and_single_class_validation(models_root: Path) -> None:
@@ -160,7 +199,8 @@ def test_saturated_scores_preset_above_one_and_single_class_validation(models_ro
     button = next(b for b in at.button if b.label.startswith("Specificity ≥ 90%"))
     button.click().run()
     assert not at.exception, at.exception
-    assert at.slider(key="threshold").value > 1.0
+    assert _threshold(at) > 1.0
+    assert _widget_data(at)["max"] >= _threshold(at)  # the handle can reach it
     assert _metric(at, "Recall (sensitivity)") == "0.000"  # nothing is called positive above every score
 
     frame = frame[(frame["split"] != "val") | (frame["label"] == 1)]
@@ -173,12 +213,12 @@ def test_saturated_scores_preset_above_one_and_single_class_validation(models_ro
 
 def test_threshold_survives_a_visit_to_another_page(models_root: Path) -> None:
     at = _open_page()
-    at.slider(key="threshold").set_value(0.42).run()
+    _set_threshold(at, 0.42)
     at.switch_page("pages/3_Model_comparison.py").run()
     assert at.session_state["operating_point"]["threshold"] == 0.42
     at.switch_page(PAGE).run()
     assert not at.exception, at.exception
-    assert at.slider(key="threshold").value == 0.42
+    assert _threshold(at) == 0.42 and _widget_data(at)["threshold"] == 0.42
 
 
 def test_nih_scale_predictions_at_low_prevalence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -190,7 +230,7 @@ def test_nih_scale_predictions_at_low_prevalence(tmp_path: Path, monkeypatch: py
     at = _open_page()
     test = _split(root, "nih-like", "test")
     assert len(test) == 25_596 and 0.01 < test["label"].mean() < 0.016
-    at.slider(key="threshold").set_value(0.6).run()
+    _set_threshold(at, 0.6)
     assert not at.exception, at.exception
     pred = (test["score"] >= 0.6).astype(int)
     tn, fp, fn, tp = skm.confusion_matrix(test["label"], pred, labels=[0, 1]).ravel()
