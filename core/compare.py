@@ -256,7 +256,8 @@ def paired_bootstrap(
     film indices with replacement and applies them to both models (scipy.stats.bootstrap, paired=True), so the
     correlation between the two models on the same films is kept. The CI is the percentile interval; the p-value
     is two-sided, 2 * min(share of resampled differences <= 0, share >= 0), capped at 1: below alpha exactly when
-    the (1 - alpha) percentile interval excludes 0. Its resolution is 1 / n_resamples.
+    the (1 - alpha) percentile interval excludes 0. Its resolution is 1 / n_resamples. Films, not patients, are
+    resampled (as in DeLong's test), so intervals are slightly optimistic where a patient has several films.
     """
     from scipy.stats import bootstrap
 

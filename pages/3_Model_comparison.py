@@ -246,7 +246,8 @@ else:
                 f"B {paired.threshold_b:.3f}). ROC AUC: DeLong's test for two correlated AUCs (DeLong et al. 1988; "
                 "fast algorithm of Sun & Xu 2014). Accuracy, sensitivity, specificity: paired bootstrap over films "
                 "(both models resampled together), percentile 95% CI, p-value from the same resamples. Significant "
-                "means p < 0.05 for that metric alone (no correction for the four metrics)."
+                "means p < 0.05 for that metric alone (no correction for the four metrics). Films, not children, are "
+                "the unit, so intervals are slightly optimistic where one child has several films."
             )
 
 # --- Ablation: what each training recipe bought ---------------------------------------------------

@@ -205,3 +205,9 @@ def test_ablation_path_follows_the_environment(tmp_path: Path, monkeypatch: pyte
     assert ablation.ablation_path() == ablation.DEFAULT_JSON
     monkeypatch.setenv(ablation.ABLATION_ENV, str(tmp_path / "x.json"))
     assert ablation.ablation_path() == tmp_path / "x.json"
+
+
+def test_training_defaults_are_train_py_options() -> None:
+    """The defaults come from train.py's own option set (if it moves, this says so instead of silently degrading)."""
+    defaults = ablation.training_defaults()
+    assert {"model", "epochs", "augment", "learning_rate", "seed"} <= set(defaults)
