@@ -107,6 +107,11 @@ def _recipe(card: dict, ignore: Sequence[str], defaults: Mapping[str, object] | 
     return {k: v for k, v in {**dict(defaults or {}), **config_}.items() if k not in ignore}
 
 
+def _is_ensemble(card: dict) -> bool:
+    """Whether the card is an ensemble's (train.py --ensemble: training.config lists its members)."""
+    return isinstance(((card.get("training") or {}).get("config") or {}).get("members"), list)
+
+
 def training_defaults() -> dict:
     """Default value of every train.py option (core.training.TrainConfig), or {} when it cannot be read.
 
@@ -130,11 +135,18 @@ def recipe_changes(
     """{option: {"value": card's, "baseline": baseline's}} for every recipe option that differs (None = unset).
 
     Options come from training.config (minus `ignore`; an option a card lacks takes its value in `defaults`, else
-    None); a different dataset fingerprint counts as the option "dataset". Values compare as JSON (1 == 1.0).
+    None); a different dataset fingerprint counts as the option "dataset". Values compare as JSON (1 == 1.0). An
+    ensemble (train.py --ensemble) against a single model shows its "members" first and only the options both
+    cards record; defaults never fill an ensemble's recipe.
     """
-    ours, theirs = _recipe(card, ignore, defaults), _recipe(baseline, ignore, defaults)
+    ensemble, base_ensemble = _is_ensemble(card), _is_ensemble(baseline)
+    ours = _recipe(card, ignore, None if ensemble else defaults)
+    theirs = _recipe(baseline, ignore, None if base_ensemble else defaults)
+    keys = set(ours) | set(theirs)
+    if ensemble != base_ensemble:  # an ensemble against one model: its members, and the options both record
+        keys = (set(ours) & set(theirs)) | {"members"}
     changes = {}
-    for key in sorted(set(ours) | set(theirs)):
+    for key in sorted(keys, key=lambda k: (k != "members", k)):
         a, b = ours.get(key), theirs.get(key)
         if not _same(a, b):
             changes[key] = {"value": a, "baseline": b}

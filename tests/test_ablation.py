@@ -211,3 +211,17 @@ def test_training_defaults_are_train_py_options() -> None:
     """The defaults come from train.py's own option set (if it moves, this says so instead of silently degrading)."""
     defaults = ablation.training_defaults()
     assert {"model", "epochs", "augment", "learning_rate", "seed"} <= set(defaults)
+
+
+def test_an_ensemble_shows_its_members_not_every_option_it_lacks() -> None:
+    ensemble = _card("ens")
+    ensemble["training"]["config"] = {"members": ["cnn-deep-128", "xception-224"], "candidates": ["a", "b", "c"],
+                                      "img_size": 224, "seed": 42, "bootstrap": 1000, "limit": None}
+    defaults = {"model": "cnn_reference", "epochs": 20, "augment": False, "limit": None}
+    changes = ablation.recipe_changes(ensemble, _card("baseline"), defaults=defaults)
+    assert list(changes) == ["members", "img_size"]
+    assert changes["members"] == {"value": ["cnn-deep-128", "xception-224"], "baseline": None}
+    assert ablation.describe_changes(changes) == "members=cnn-deep-128+xception-224, img_size=224"
+    other = _card("ens2")
+    other["training"]["config"] = {**ensemble["training"]["config"], "members": ["cnn-deep-128"]}
+    assert list(ablation.recipe_changes(other, ensemble, defaults=defaults)) == ["members"]
