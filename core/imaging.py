@@ -268,7 +268,7 @@ def _count_dicom_elements(data: bytes, explicit: bool, endian: str, wanted: int 
             length, header = int.from_bytes(data[offset + 4 : offset + 8], endian), 8
         count += 1
         if length == 0xFFFFFFFF:  # a sequence or encapsulated data of undefined length: stop walking here
-            return count if count >= 2 else 0
+            return wanted if count >= 2 else 0
         if length % 2 or offset + header + length > len(data):
             return count - 1
         offset, last_tag = offset + header + length, tag
