@@ -14,6 +14,7 @@ VALIDATION_FRACTION = 0.15
 SPLIT_SEED = 42
 
 SAMPLES_DIR = PROJECT_ROOT / "data" / "samples"
+AUDIT_DIR = PROJECT_ROOT / "data" / "audit"  # dataset audits (core.audit), one JSON per dataset fingerprint
 CACHE_DIR = PROJECT_ROOT / ".cache"
 
 # Decoding limits (pixels per side / total pixels).
