@@ -187,6 +187,9 @@ st.caption(
     + f". Split: {split_name}. Intervals: stratified percentile bootstrap over images "
     f"({config.BOOTSTRAP_RESAMPLES} resamples). Click a column header to sort."
 )
+for adapted in (e for e in ready if e.card.get("adapted")):  # models adapted on a site's films (core.site)
+    st.warning(f"**{adapted.display_name}**: {adapted.card.get('metrics_note', 'adapted model: numbers computed after adapting.')}",
+               icon="⚠️")
 if published is not None:
     st.caption(
         f"Grey rows: **{references.PUBLISHED_MARK}** — numbers as their authors reported them (— = not reported), "

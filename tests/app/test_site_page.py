@@ -120,3 +120,15 @@ def test_one_class_only_refuses_the_metrics_and_says_why(models_root, data_root)
     assert any("Not reported" in w.value and "0 NORMAL" in w.value for w in at.warning)
     assert not [m for m in at.metric if m.label == "ROC AUC (site)"]
     assert "not reported" in at.dataframe[0].value.iloc[0].to_string()
+
+
+def test_an_adapted_model_is_listed_like_any_other_and_says_it_was_adapted(models_root, data_root):
+    films = [(f"u/{p.name}", p.read_bytes()) for label in config.CLASS_NAMES for p in _films(data_root, label, 10)]
+    unlabelled = site_check.read_site(_zip(films), labelled=False)
+    path = site_check.adapt_model(models_root / "tiny_cnn", unlabelled, methods=["prior"], site_name="ward 7",
+                                  models_dir=models_root, data_root=data_root, n_resamples=100, guard=False)
+    at = open_page("pages/3_Model_comparison.py")
+    assert any("adapted on 'ward 7'" in str(name) for name in at.dataframe[0].value["Model"])
+    assert any("AFTER adapting on 20 unlabelled films of 'ward 7'" in w.value for w in at.warning)
+    at = open_page("pages/5_Prediction.py")
+    assert any("adapted on 'ward 7'" in option for option in at.selectbox(key="prediction_model").options)

@@ -11,6 +11,7 @@ PAGES = {  # url path -> words of the page's title (st.title)
     "Threshold_explorer": "Threshold explorer",
     "Prediction": "Prediction",
     "Activation_maps": "Activation maps",
+    "Your_site": "Your site",
 }
 FILE_INPUT = '[data-testid="stFileUploaderDropzoneInput"]'
 
