@@ -471,6 +471,9 @@ def _decode_raster(data: bytes, label: str) -> tuple[np.ndarray, dict[str, Any]]
     )
     if has_alpha:
         metadata["alpha_composited_on"] = "black"
+    if n_frames > 1:
+        metadata.setdefault("notes", []).append(
+            f"The file holds {n_frames} frames or pages; the first one is shown and scored.")
     return pixels, metadata
 
 

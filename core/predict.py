@@ -457,7 +457,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(error))
     from tqdm import tqdm
 
-    files = list(iter_image_files(args.sources))  # paths only; pixels are streamed in batches
+    skipped: list[tuple[Path, str]] = []  # each one already logged with its reason by the folder walk
+    files = list(iter_image_files(args.sources, skipped=skipped))  # paths only; pixels are streamed in batches
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     counts = {"ok": 0, "error": 0}
@@ -469,7 +470,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for row in tqdm(rows, total=len(files), unit="image", desc=f"Scoring with {scorer.name}"):
             writer.writerow(row)
             counts[row["status"]] += 1
-    logger.info("Scored %d file(s), %d could not be read; results in %s", counts["ok"], counts["error"], out)
+    logger.info("Scored %d file(s), %d could not be read, %d skipped (not X-ray images, listed above); results in %s",
+                counts["ok"], counts["error"], len(skipped), out)
     return 0 if counts["ok"] else 1
 
 

@@ -255,13 +255,14 @@ def test_cli_scores_both_files_of_the_cd_export(tiny_cnn_dir: Path, tmp_path: Pa
 
 def test_cli_scores_every_field_case_and_reports_what_it_skips(tiny_cnn_dir: Path, tmp_path: Path, caplog):
     out = tmp_path / "field.csv"
-    with caplog.at_level(logging.WARNING, logger="core.predict"):
+    with caplog.at_level(logging.INFO, logger="core.predict"):
         assert predict.main(["--model", str(tiny_cnn_dir), str(FIELD_CASES), "--out", str(out)]) == 0
     rows = _rows(out)
     images = {p.name for p in FIELD_CASES.rglob("*") if p.is_file() and p.name != "README.md"}
     assert set(rows) == images and len(images) == 10
     assert all(row["status"] == "ok" and row["probability"] != "" for row in rows.values()), rows
     assert f"Skipped {FIELD_CASES / 'README.md'}: not an X-ray image: a text file" in caplog.text
+    assert "Scored 10 file(s), 0 could not be read, 1 skipped" in caplog.text
     # No decoder's failure is logged for a valid file (pydicom logs each plugin that fails before one succeeds).
     assert not [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR]
 

@@ -534,3 +534,20 @@ def test_truncated_dicom_says_how_much_is_missing():
 def test_decoded_xray_notes_are_empty_when_nothing_was_done():
     assert DecodedXray(pixels=np.zeros((64, 64), np.float32)).notes == ()
     assert decode_xray(png_bytes(Image.fromarray(ramp16()))).notes == ()  # full 16-bit range: nothing to say
+
+
+def test_multi_frame_files_say_the_first_frame_is_used():
+    pages = [Image.fromarray(ramp16(64, 64, top=255).astype(np.uint8)), Image.new("L", (64, 64), 200)]
+    buffer = io.BytesIO()
+    pages[0].save(buffer, format="TIFF", save_all=True, append_images=pages[1:])
+    decoded = decode_xray(buffer.getvalue())
+    np.testing.assert_allclose(decoded.pixels, ramp16(64, 64, top=255) / 255.0, atol=1e-6)
+    assert decoded.metadata["n_frames"] == 2 and decoded.notes == ("The file holds 2 frames or pages; the first one is shown and scored.",)
+    frames = np.stack([ramp16(64, 64, top=4095), np.full((64, 64), 7, np.uint16)])
+    dicom = pydicom.dcmread(io.BytesIO(make_dicom(frames[0], bits_stored=12)))
+    dicom.NumberOfFrames, dicom.PixelData = 2, frames.tobytes()
+    out = io.BytesIO()
+    dicom.save_as(out, enforce_file_format=True)
+    decoded = decode_xray(out.getvalue())
+    np.testing.assert_allclose(decoded.pixels, frames[0] / 4095.0, atol=1e-6)
+    assert decoded.notes == ("The file holds 2 frames; the first one is shown and scored.",)
