@@ -67,8 +67,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="images per batch")
     parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate, help="Adam learning rate")
     parser.add_argument("--balance", default=defaults.balance, choices=pipeline.BALANCE_CHOICES, help="class-imbalance handling")
-    parser.add_argument("--augment", action="store_true", default=defaults.augment,
-                        help="random rotation/zoom/shift/brightness/contrast (no horizontal flip); end-to-end models only")
+    parser.add_argument("--augment", nargs="?", const="reference", default=defaults.augment, choices=list(pipeline.AUGMENT_PRESETS),
+                        help="on-the-fly augmentation (no horizontal flip): 'reference' (the reference projects' small rotation/"
+                             "zoom/shift/brightness/contrast; plain --augment) or 'acquisition' (zoom in/out 30%% with padding, "
+                             "shift 15%%, brightness/contrast/gamma, blur, noise: the changes core.audit measures)")
+    parser.add_argument("--normalize", default=defaults.normalize, choices=list(zoo.NORMALIZATIONS),
+                        help="'per-image': standardise each film (mean 0, std 1) inside the model, at training and prediction alike")
+    parser.add_argument("--label-smoothing", type=float, default=defaults.label_smoothing,
+                        help="binary cross-entropy label smoothing (0 = off); keeps validation scores off 0/1 so the threshold rule has room")
+    parser.add_argument("--threshold-views", type=int, default=defaults.threshold_views,
+                        help="choose the threshold on the validation films plus this many acquisition-perturbed views of each (0 = as given)")
+    parser.add_argument("--augment-views", type=int, default=defaults.augment_views,
+                        help="transfer models: also cache backbone features of this many 'acquisition'-augmented views of each training film")
     parser.add_argument("--weights", default=defaults.weights,
                         help="transfer models: 'imagenet' (offline Xception copy if installed, else Keras download), 'none', or a weights file")
     parser.add_argument("--dropout", type=float, default=defaults.dropout, help="dropout rate before the output layer")
@@ -125,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("core").setLevel(logging.INFO)
-    from core import metrics, training
+    from core import ensembles, metrics, training
 
     def report(result: training.RunResult) -> None:
         test = result.card["metrics"]["test"]
@@ -135,9 +145,9 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
 
-    ensembles: dict[str, list[str]] = {}
+    ensemble_runs: dict[str, list[str]] = {}
     if args.ensemble:
-        ensembles = {args.name or "ensemble": args.ensemble}
+        ensemble_runs = {args.name or "ensemble": args.ensemble}
     else:
         for cfg in configs_from_args(args, parser):
             try:
@@ -146,10 +156,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"train.py: {cfg.resolved_name()}: {error}", file=sys.stderr)
                 return 2
         if args.preset and not args.only:
-            ensembles = PRESET_ENSEMBLES.get(args.preset, {})
-    for name, candidates in ensembles.items():
+            ensemble_runs = PRESET_ENSEMBLES.get(args.preset, {})
+    for name, candidates in ensemble_runs.items():
         try:
-            report(training.train_ensemble(
+            report(ensembles.train_ensemble(
                 candidates, name=name, data=args.data, models_dir=args.models_dir, bootstrap=args.bootstrap,
                 seed=args.seed, progress=args.progress,
             ))

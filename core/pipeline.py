@@ -44,6 +44,25 @@ class AugmentConfig:
     brightness: float = 0.1
     contrast: float = 0.1
     horizontal_flip: bool = False
+    gamma: float = 0.0
+    """Random gamma in [1/(1+g), 1+g] per image (0 = off): exposure / film-curve changes."""
+    blur_sigma: float = 0.0
+    """Gaussian blur with sigma in [0, blur_sigma] pixels, on half the images (0 = off): detector sharpness."""
+    noise_std: float = 0.0
+    """Additive Gaussian noise with std in [0, noise_std] grey levels of 255, on half the images (0 = off)."""
+
+
+REFERENCE_AUGMENT = AugmentConfig()
+"""The reference projects' augmentation (small rotation, zoom, shift, brightness, contrast)."""
+
+ACQUISITION_AUGMENT = AugmentConfig(
+    rotation=10.0 / 360.0, zoom=0.3, shift=0.15, brightness=0.2, contrast=0.3, gamma=0.6, blur_sigma=1.5, noise_std=8.0
+)
+"""Augmentation covering the acquisition changes the audit measures (core.audit): framing (zoom in/out by 30%
+with black padding, shifts of 15%), exposure (brightness 20%, contrast 30%, gamma 0.62-1.6), detector sharpness
+(blur up to sigma 1.5 px) and quantum noise (up to 8 grey levels)."""
+
+AUGMENT_PRESETS = {"none": None, "reference": REFERENCE_AUGMENT, "acquisition": ACQUISITION_AUGMENT}
 
 
 def check_balance(balance: str) -> str:
@@ -133,6 +152,83 @@ def augmentation_model(config: AugmentConfig | None = None, *, seed: int = 0) ->
     return keras.Sequential(steps, name="augmentation")
 
 
+def resolve_augment(augment: bool | str | AugmentConfig | None) -> AugmentConfig | None:
+    """``True`` -> the reference augmentation, a preset name (:data:`AUGMENT_PRESETS`) -> its config, falsy -> None."""
+    if isinstance(augment, AugmentConfig):
+        return augment
+    if augment is True:
+        return REFERENCE_AUGMENT
+    if not augment:
+        return None
+    if augment not in AUGMENT_PRESETS:
+        raise ValueError(f"Unknown augmentation '{augment}'. Choose one of: {', '.join(AUGMENT_PRESETS)}.")
+    return AUGMENT_PRESETS[augment]
+
+
+def gaussian_kernel(sigma: Any, radius: int = 4) -> Any:
+    """A normalised 1-D Gaussian kernel (tf float32, ``2 * radius + 1`` taps) for a scalar ``sigma`` > 0."""
+    import tensorflow as tf
+
+    x = tf.range(-radius, radius + 1, dtype=tf.float32)
+    kernel = tf.exp(-0.5 * tf.square(x / tf.maximum(sigma, 1e-3)))
+    return kernel / tf.reduce_sum(kernel)
+
+
+def gaussian_blur(images: Any, sigma: Any, radius: int = 4) -> Any:
+    """Separable Gaussian blur of a float batch ``(B, H, W, C)`` with one ``sigma`` (pixels); reflect padding."""
+    import tensorflow as tf
+
+    channels = images.shape[-1]
+    kernel = gaussian_kernel(sigma, radius)
+    padded = tf.pad(images, [[0, 0], [radius, radius], [radius, radius], [0, 0]], mode="REFLECT")
+    horizontal = tf.tile(tf.reshape(kernel, (1, -1, 1, 1)), (1, 1, channels, 1))
+    vertical = tf.tile(tf.reshape(kernel, (-1, 1, 1, 1)), (1, 1, channels, 1))
+    out = tf.nn.depthwise_conv2d(padded, horizontal, strides=(1, 1, 1, 1), padding="VALID")
+    return tf.nn.depthwise_conv2d(out, vertical, strides=(1, 1, 1, 1), padding="VALID")
+
+
+def acquisition_jitter(images: Any, config: AugmentConfig, *, seed: int = 0) -> Any:
+    """Random gamma, blur and noise (as ``config`` sets them) on a float batch ``(B, H, W, C)`` in [0, 255].
+
+    Gamma is drawn per image (log-uniform in [1/(1+g), 1+g]); blur sigma once per batch (half the batches are
+    left sharp); noise std per image (half the images noiseless). The result is clipped to [0, 255].
+    """
+    import tensorflow as tf
+
+    batch = tf.shape(images)[0]
+    out = images
+    if config.gamma > 0:
+        log_range = float(np.log1p(config.gamma))
+        gamma = tf.exp(tf.random.uniform((batch, 1, 1, 1), -log_range, log_range))
+        out = 255.0 * tf.pow(tf.clip_by_value(out / 255.0, 0.0, 1.0), gamma)
+    if config.blur_sigma > 0:
+        sigma = tf.random.uniform((), 0.0, config.blur_sigma)
+        apply = tf.random.uniform(()) < 0.5
+        out = tf.cond(apply & (sigma > 0.2), lambda: gaussian_blur(out, sigma), lambda: out)
+    if config.noise_std > 0:
+        std = tf.random.uniform((batch, 1, 1, 1), 0.0, config.noise_std)
+        std = std * tf.cast(tf.random.uniform((batch, 1, 1, 1)) < 0.5, tf.float32)
+        out = out + std * tf.random.normal(tf.shape(out))
+    return tf.clip_by_value(out, 0.0, 255.0)
+
+
+def augment_batch_fn(augment: bool | str | AugmentConfig | None, *, seed: int = 0) -> Any:
+    """The batch function ``x -> augmented x`` for ``augment`` (geometry + exposure, then gamma/blur/noise), or None."""
+    import tensorflow as tf
+
+    config = resolve_augment(augment)
+    if config is None:
+        return None
+    augmenter = augmentation_model(config, seed=seed)
+    jitter = config.gamma > 0 or config.blur_sigma > 0 or config.noise_std > 0
+
+    def apply(x: Any) -> Any:
+        x = tf.clip_by_value(augmenter(x, training=True), 0.0, 255.0)
+        return acquisition_jitter(x, config, seed=seed) if jitter else x
+
+    return apply
+
+
 def make_dataset(
     frame: pd.DataFrame,
     *,
@@ -140,7 +236,7 @@ def make_dataset(
     channels: int,
     batch_size: int = 32,
     shuffle: bool = False,
-    augment: bool | AugmentConfig = False,
+    augment: bool | str | AugmentConfig = False,
     balance: str = "none",
     seed: int = 0,
     cache: bool | str = True,
@@ -197,12 +293,9 @@ def make_dataset(
         dataset = dataset.repeat()
     dataset = dataset.batch(batch_size)
     dataset = dataset.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=AUTOTUNE)
-    if augment:
-        augmenter = augmentation_model(augment if isinstance(augment, AugmentConfig) else None, seed=seed)
-        dataset = dataset.map(
-            lambda x, y: (tf.clip_by_value(augmenter(x, training=True), 0.0, 255.0), y),
-            num_parallel_calls=AUTOTUNE,
-        )
+    augment_fn = augment_batch_fn(augment, seed=seed)
+    if augment_fn is not None:
+        dataset = dataset.map(lambda x, y: (augment_fn(x), y), num_parallel_calls=AUTOTUNE)
     if not with_labels:
         dataset = dataset.map(lambda x, y: x)
     return dataset.prefetch(AUTOTUNE)

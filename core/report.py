@@ -208,6 +208,20 @@ def example_images(entry: registry.ModelEntry | Path, examples: pd.DataFrame, da
     return images
 
 
+def _examples_for_report(chosen: registry.ModelEntry, predictions: pd.DataFrame, data_root: str | Path, *, split: str,
+                         heatmaps: bool) -> list:
+    """The examples stored with the model (core.examples: no TensorFlow) when `heatmaps` and they match it, else
+    computed here (example_images: TensorFlow when `heatmaps`)."""
+    if heatmaps and split == "test":
+        from core import examples
+
+        try:
+            return examples.load_examples(chosen.path, threshold=chosen.threshold)
+        except examples.ExamplesUnavailableError as exc:
+            logger.info("Computing the example heatmaps here: %s", exc)
+    return example_images(chosen, pick_examples(predictions, chosen.threshold, split=split), data_root, heatmaps=heatmaps)
+
+
 # --------------------------------------------------------------------------------------------------
 # Numbers for people
 # --------------------------------------------------------------------------------------------------
@@ -457,7 +471,7 @@ def build_report(
     split_rows = predictions[predictions["split"] == split]
     freq = natural_frequencies(chosen_row, split=split, n_pneumonia=int((split_rows["label"] == 1).sum()),
                                n_normal=int((split_rows["label"] == 0).sum()))
-    examples = example_images(chosen, pick_examples(predictions, chosen.threshold, split=split), data_root, heatmaps=heatmaps)
+    examples = _examples_for_report(chosen, predictions, data_root, split=split, heatmaps=heatmaps)
     images, patients, n_patients = dataset_counts(data_root)
     frames = curve_frames(models_dir, split=split)
     figures = curve_figures(frames, split=split, highlight=chosen.name)

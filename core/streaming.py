@@ -108,7 +108,7 @@ def make_streaming_dataset(
     batch_size: int = 32,
     shuffle: bool = False,
     balance: str = "none",
-    augment: bool | pipeline.AugmentConfig = False,
+    augment: bool | str | pipeline.AugmentConfig = False,
     seed: int = 0,
     repeat: bool = False,
     num_shards: int = 1,
@@ -156,11 +156,9 @@ def make_streaming_dataset(
         n_batches = len(rows) // batch_size if drop_remainder else -(-len(rows) // batch_size)
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(n_batches))
     dataset = dataset.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=AUTOTUNE)
-    if augment:
-        augmenter = pipeline.augmentation_model(augment if isinstance(augment, pipeline.AugmentConfig) else None, seed=seed)
-        dataset = dataset.map(
-            lambda x, y: (tf.clip_by_value(augmenter(x, training=True), 0.0, 255.0), y), num_parallel_calls=AUTOTUNE
-        )
+    augment_fn = pipeline.augment_batch_fn(augment, seed=seed)
+    if augment_fn is not None:
+        dataset = dataset.map(lambda x, y: (augment_fn(x), y), num_parallel_calls=AUTOTUNE)
     if class_weight is not None and with_labels:
         table = tf.constant([float(class_weight[0]), float(class_weight[1])], tf.float32)
         dataset = dataset.map(lambda x, y: (x, y, tf.gather(table, tf.cast(y, tf.int32))), num_parallel_calls=AUTOTUNE)
@@ -193,7 +191,7 @@ def training_datasets(
     channels: int,
     global_batch: int,
     balance: str = "none",
-    augment: bool | pipeline.AugmentConfig = False,
+    augment: bool | str | pipeline.AugmentConfig = False,
     seed: int = 0,
     strategy: Any = None,
 ) -> tuple[Any, Any, int]:

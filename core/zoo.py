@@ -129,11 +129,15 @@ def build_model(
     weights: str | Path | None = "none",
     dropout: float = 0.3,
     seed: int = 0,
+    normalize: str = "none",
 ) -> Any:
     """Build an uncompiled keras.Model taking raw [0, 255] pixels ``(None, S, S, C)`` -> ``(None, 1)`` sigmoid.
 
     ``weights`` applies to transfer models only: 'imagenet' (offline Xception copy when installed, else
     Keras's download), 'none', or a local weights file; :func:`core.weights.resolve_weights` gives the card text.
+    ``normalize`` is one of :data:`NORMALIZATIONS`: 'per-image' standardises every film to zero mean and unit
+    variance inside the model (so training and prediction apply it identically), removing global exposure and
+    contrast differences between acquisitions.
     """
     import keras
 
@@ -141,23 +145,44 @@ def build_model(
     size = int(img_size or spec.default_size)
     if size < spec.min_size:
         raise ValueError(f"{spec.name} needs an input of at least {spec.min_size} px; got {size}.")
+    if normalize not in NORMALIZATIONS:
+        raise ValueError(f"Unknown normalisation '{normalize}'. Choose one of: {', '.join(NORMALIZATIONS)}.")
+    if normalize != "none" and _PREPROCESS_MODE.get(spec.name, "tf") != "tf":
+        raise ValueError(f"Per-image normalisation is built for the CNNs, the MLP and 'tf'-preprocessed backbones, not {spec.name}.")
     keras.utils.set_random_seed(seed)
     inputs = keras.Input(shape=(size, size, spec.channels), dtype="float32", name="pixels")
     if spec.family == "mlp":
-        return _mlp(inputs, dropout)
+        return _mlp(inputs, dropout, normalize)
     if spec.name == "cnn_reference":
-        return _cnn_reference(inputs)
+        return _cnn_reference(inputs, normalize)
     if spec.name == "cnn_deep":
-        return _cnn_deep(inputs, dropout)
-    return _transfer(spec, inputs, weights, dropout)
+        return _cnn_deep(inputs, dropout, normalize)
+    return _transfer(spec, inputs, weights, dropout, normalize)
 
 
-def _mlp(inputs: Any, dropout: float) -> Any:
+NORMALIZATIONS = ("none", "per-image")
+
+
+def _standardize(x: Any, normalize: str, *, scale: float = 1.0) -> Any:
+    """Per-image standardisation (mean 0, std ``scale`` over H, W, C) as a LayerNormalization layer, or ``x`` unchanged."""
+    from keras import layers
+
+    if normalize == "none":
+        return x
+    x = layers.LayerNormalization(
+        axis=[1, 2, 3], center=False, scale=False, epsilon=1e-3, name=PREPROCESS_PREFIX + "standardize"
+    )(x)
+    if scale != 1.0:
+        x = layers.Rescaling(scale, name=PREPROCESS_PREFIX + "standardize_scale")(x)
+    return x
+
+
+def _mlp(inputs: Any, dropout: float, normalize: str = "none") -> Any:
     """Pixels -> 256 -> 64 -> 1 dense network."""
     import keras
     from keras import layers
 
-    x = layers.Rescaling(1.0 / 255, name=PREPROCESS_PREFIX + "rescale")(inputs)
+    x = _standardize(layers.Rescaling(1.0 / 255, name=PREPROCESS_PREFIX + "rescale")(inputs), normalize)
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dense(256, activation="relu", name="dense_1")(x)
     x = layers.Dropout(dropout, name="dropout_1")(x)
@@ -166,12 +191,12 @@ def _mlp(inputs: Any, dropout: float) -> Any:
     return keras.Model(inputs, outputs, name="mlp")
 
 
-def _cnn_reference(inputs: Any) -> Any:
+def _cnn_reference(inputs: Any, normalize: str = "none") -> Any:
     """The reference projects' CNN: 3 x [conv 5x5/32 relu + max-pool 2], dense 128, sigmoid."""
     import keras
     from keras import layers
 
-    x = layers.Rescaling(1.0 / 255, name=PREPROCESS_PREFIX + "rescale")(inputs)
+    x = _standardize(layers.Rescaling(1.0 / 255, name=PREPROCESS_PREFIX + "rescale")(inputs), normalize)
     for block in range(1, 4):
         x = layers.Conv2D(32, 5, padding="same", activation="relu", name=f"conv{block}")(x)
         x = layers.MaxPooling2D(2, name=f"pool{block}")(x)
@@ -181,12 +206,12 @@ def _cnn_reference(inputs: Any) -> Any:
     return keras.Model(inputs, outputs, name="cnn_reference")
 
 
-def _cnn_deep(inputs: Any, dropout: float) -> Any:
+def _cnn_deep(inputs: Any, dropout: float, normalize: str = "none") -> Any:
     """Five [conv 3x3 + batch norm + relu, max-pool, dropout] blocks (16-32-64-128-256), global pooling, dense 128."""
     import keras
     from keras import layers
 
-    x = layers.Rescaling(1.0 / 255, name=PREPROCESS_PREFIX + "rescale")(inputs)
+    x = _standardize(layers.Rescaling(1.0 / 255, name=PREPROCESS_PREFIX + "rescale")(inputs), normalize)
     for block, filters in enumerate((16, 32, 64, 128, 256), start=1):
         x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"block{block}_conv")(x)
         x = layers.BatchNormalization(name=f"block{block}_bn")(x)
@@ -235,8 +260,12 @@ def preprocessing_layers(architecture: str) -> list[Any]:
     return []
 
 
-def _transfer(spec: ModelSpec, inputs: Any, weights: str | Path | None, dropout: float) -> Any:
-    """A flat backbone (built on the preprocessed input) + global average pooling + dropout + sigmoid."""
+def _transfer(spec: ModelSpec, inputs: Any, weights: str | Path | None, dropout: float, normalize: str = "none") -> Any:
+    """A flat backbone (built on the preprocessed input) + global average pooling + dropout + sigmoid.
+
+    With ``normalize='per-image'`` the 'tf' rescaling is replaced by per-image standardisation scaled to std 0.5
+    (the spread of ImageNet images in the backbone's [-1, 1] input range).
+    """
     import keras
     from keras import layers
 
@@ -244,8 +273,11 @@ def _transfer(spec: ModelSpec, inputs: Any, weights: str | Path | None, dropout:
 
     choice = weights_module.resolve_weights(spec.name, weights)
     x = inputs
-    for layer in preprocessing_layers(spec.name):
-        x = layer(x)
+    if normalize == "none":
+        for layer in preprocessing_layers(spec.name):
+            x = layer(x)
+    else:
+        x = _standardize(x, normalize, scale=0.5)
     application = getattr(keras.applications, spec.application)
     base = application(include_top=False, weights=choice.keras_weights, input_tensor=x)
     if choice.offline_xception:

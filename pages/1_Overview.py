@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from core import config, registry, report
+from core import examples
 from ui import enter_through_app
 
 enter_through_app(__file__)
@@ -46,17 +47,20 @@ def dataset_counts(data_root: str) -> tuple[pd.DataFrame, pd.DataFrame, int]:
     return report.dataset_counts(data_root)
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
-def example_cases(models_dir: str, name: str, stamp: float, data_root: str, heatmaps: bool) -> list[dict]:
-    entry = registry.get_model(name, models_dir)
-    examples = report.pick_examples(registry.load_predictions(entry), entry.threshold, split="test")
-    return [dict(kind=e.kind, caption=e.caption, path=e.path, label=e.label, score=e.score, png=e.png, heatmap=e.heatmap, note=e.note)
-            for e in report.example_images(entry, examples, data_root, heatmaps=heatmaps)]
+@st.cache_data(show_spinner=False, max_entries=8, ttl=60)
+def stored_examples(model_dir: str, stamp: float, threshold: float) -> tuple[list[dict], str]:
+    """The example X-rays stored with the model (core.examples: PNGs + JSON, no TensorFlow), or none and why."""
+    try:
+        cases = examples.load_examples(model_dir, threshold=threshold)
+    except examples.ExamplesUnavailableError as exc:
+        return [], str(exc)
+    return [dict(kind=e.kind, caption=e.caption, path=e.path, label=e.label, score=e.score, png=e.png, heatmap=e.heatmap,
+                 note=e.note) for e in cases], ""
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
-def report_html(models_dir: str, data_root: str, signature: tuple) -> bytes:
-    return report.build_report(models_dir, data_root, heatmaps=True).encode("utf-8")
+def report_html(models_dir: str, data_root: str, signature: tuple, heatmaps: bool) -> bytes:
+    return report.build_report(models_dir, data_root, heatmaps=heatmaps).encode("utf-8")
 
 
 # ------------------------------------------------------------------------------ page
@@ -144,7 +148,24 @@ with st.container(key="overview_section_frequencies"):
         "try it on the Threshold explorer page."
     )
 
-examples_section = st.container(key="overview_section_examples")
+with st.container(key="overview_section_examples"):
+    # Written with the model (python -m core.examples), so this page never loads TensorFlow.
+    st.header("Three X-rays from the TEST split")
+    cases, why_none = stored_examples(str(entry.path), stamp, entry.threshold)
+    with_heatmaps = any(case["heatmap"] for case in cases)
+    if not cases:
+        st.info(f"No example X-rays to show for {entry.display_name}. {why_none}")
+    else:
+        st.markdown(f"One typical case of each outcome at the threshold {entry.threshold:.3f}"
+                    + (", with the **Grad-CAM** heatmap (red = regions that pushed the score towards pneumonia)."
+                       if with_heatmaps else "."))
+    for note in sorted({case["note"] for case in cases if case["note"]}):
+        st.caption(f"Shown without heatmap: {note}")
+    for column, case in zip(st.columns(max(1, len(cases))), cases):
+        truth = config.CLASS_NAMES[case["label"]]
+        column.image(case["png"], width="stretch")
+        column.markdown(f"**{case['kind'].capitalize()}**: {case['caption']}  \nTruth {truth}, score {case['score']:.3f}.")
+        column.caption(case["path"])
 
 with st.container(key="overview_section_glossary"):
     st.header("Words you will meet")
@@ -168,7 +189,7 @@ with st.container(key="overview_section_provenance"):
             st.json(entry.card)
     st.download_button(
         "Download report (one HTML file, opens offline)",
-        data=lambda: report_html(models_dir, data_root, registry.models_signature(models_dir)),
+        data=lambda: report_html(models_dir, data_root, registry.models_signature(models_dir), with_heatmaps),
         file_name="pneumonia_report.html",
         mime="text/html",
         on_click="ignore",
@@ -176,28 +197,5 @@ with st.container(key="overview_section_provenance"):
         key="overview_download_report",
         disabled=not dataset_ok,
         help="Dataset summary, all models with 95% CIs, ROC/PR/calibration curves, the operating point, example heatmaps "
-        "and limitations; built on click (about half a minute with heatmaps).",
+        "(the ones stored with the model) and limitations; built on click.",
     )
-
-# The heatmaps need TensorFlow: everything above is already on screen while they are computed (then cached).
-with examples_section:
-    st.header("Three X-rays from the TEST split")
-    with st.spinner("Computing heatmaps (first time only)…"):
-        try:
-            cases = example_cases(models_dir, entry.name, stamp, data_root, True)
-        except (OSError, ValueError) as exc:
-            cases = []
-            st.warning(f"The example X-rays cannot be shown: {exc}")
-    with_heatmaps = any(case["heatmap"] for case in cases)
-    st.markdown(f"One typical case of each outcome at the threshold {entry.threshold:.3f}"
-                + (", with the **Grad-CAM** heatmap (red = regions that pushed the score towards pneumonia)." if with_heatmaps else "."))
-    notes = sorted({case["note"] for case in cases if case["note"]})
-    for note in notes:
-        st.caption(f"Shown without heatmap: {note}")
-    if not cases:
-        st.info("No example X-ray was found in the dataset folder for this model's test predictions.")
-    for column, case in zip(st.columns(max(1, len(cases))), cases):
-        truth = config.CLASS_NAMES[case["label"]]
-        column.image(case["png"], width="stretch")
-        column.markdown(f"**{case['kind'].capitalize()}**: {case['caption']}  \nTruth {truth}, score {case['score']:.3f}.")
-        column.caption(case["path"])

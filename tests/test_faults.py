@@ -216,14 +216,14 @@ import pathlib, runpy, sys, time
 sys.argv = ["train.py", *sys.argv[1:]]
 mark = pathlib.Path({mark!r})
 if mark.name:
-    import core.training as training
-    write = training.write_artifacts
+    import core.cards as cards
+    write = cards.write_artifacts
     def write_then_wait(folder, **kwargs):
         write(folder, **kwargs)
         mark.with_suffix(".part").write_text(str(folder))
         mark.with_suffix(".part").rename(mark)
         time.sleep(600)  # killed here: artifacts written to models/.tmp-*, not yet published
-    training.write_artifacts = write_then_wait
+    cards.write_artifacts = write_then_wait
 runpy.run_path("train.py", run_name="__main__")
 """
 

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score, recall_score, roc_auc_score
 
-from core import metrics, registry, training
+from core import cards, ensembles, evaluation, metrics, registry, training
 
 pytest.importorskip("keras")
 
@@ -98,13 +98,13 @@ def test_card_threshold_is_chosen_on_val_and_test_metrics_match_sklearn(tiny_run
 
 
 def test_failed_write_leaves_no_listed_folder(tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    original = training.write_artifacts
+    original = cards.write_artifacts
 
     def write_then_fail(folder: Path, **kwargs) -> None:
         original(folder, **kwargs)
         raise OSError("disk full (simulated)")
 
-    monkeypatch.setattr(training, "write_artifacts", write_then_fail)
+    monkeypatch.setattr(cards, "write_artifacts", write_then_fail)
     cfg = _tiny_config(tmp_path, data_root, model="mlp", name="broken", epochs=1)
     with pytest.raises(OSError, match="disk full"):
         training.train(cfg)
@@ -190,9 +190,9 @@ def test_ensemble_members_are_chosen_greedily_on_validation_brier(tmp_path: Path
     _write_val_predictions(tmp_path / "good", [0.1, 0.3, 0.7, 0.9], labels)  # Brier 0.05
     _write_val_predictions(tmp_path / "complement", [0.3, 0.1, 0.9, 0.7], labels)  # Brier 0.05; mean with good: 0.04
     _write_val_predictions(tmp_path / "bad", [0.9, 0.9, 0.1, 0.1], labels)  # Brier 0.81
-    chosen = training.select_ensemble_members(["bad", "complement", "good"], tmp_path)
+    chosen = ensembles.select_ensemble_members(["bad", "complement", "good"], tmp_path)
     assert sorted(chosen) == ["complement", "good"]
-    assert training.select_ensemble_members(["bad", "good"], tmp_path) == ["good"]
+    assert ensembles.select_ensemble_members(["bad", "good"], tmp_path) == ["good"]
 
 
 def test_ensemble_model_averages_its_members(tiny_run: training.RunResult, tmp_path: Path, data_root: Path) -> None:
@@ -207,7 +207,7 @@ def test_ensemble_model_averages_its_members(tiny_run: training.RunResult, tmp_p
     shutil.copytree(tiny_run.folder, models / "tiny-cnn")
     other = training.train(_tiny_config(tmp_path, data_root, model="mlp", name="tiny-mlp", epochs=1))
     assert other.folder == models / "tiny-mlp"
-    result = training.train_ensemble(
+    result = ensembles.train_ensemble(
         ["tiny-cnn", "tiny-mlp"], name="tiny-ensemble", data=data_root, models_dir=models, img_size=32,
         select=False, bootstrap=50, progress=False, limit=LIMIT,
     )
@@ -234,6 +234,6 @@ def test_reevaluate_reproduces_the_card_from_stored_scores(tiny_run: training.Ru
 
     folder = tmp_path / "copy"
     shutil.copytree(tiny_run.folder, folder)
-    card = training.reevaluate(folder)
+    card = evaluation.reevaluate(folder)
     assert card["threshold"] == tiny_run.card["threshold"]
     assert card["metrics"] == tiny_run.card["metrics"]
