@@ -127,6 +127,8 @@ col_decision.metric(f"Decision at threshold {threshold:.3f}", result.decision)
 if result.name in truths:
     st.caption(f"Known label of this sample: **{truths[result.name]}**.")
 st.write(result.sentence)
+for note in result.metadata.get("notes", []):  # what decoding did: bit depth rescaled, DICOM encoding inferred, ...
+    st.info(note, icon="ℹ️")
 
 guard = check_distribution(model_dir, result.name, data)
 if guard is None:
