@@ -14,7 +14,8 @@ import pytest
 from sklearn.metrics import recall_score, roc_auc_score
 from streamlit.testing.v1 import AppTest
 
-from core import config, data, metrics, registry
+from core import config, data, examples, metrics, registry
+from tests.app.harness import tensorflow_imported_by
 from tests.test_report import write_report_models
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -29,9 +30,26 @@ def models_root(tmp_path_factory, data_root) -> Path:
     return write_report_models(tmp_path_factory.mktemp("models"), data_root)
 
 
+@pytest.fixture(scope="module")
+def models_with_examples(models_root, tmp_path_factory, data_root) -> Path:
+    """The same models (files linked, not copied) with the recommended model's examples stored next to it.
+
+    Written by core.examples without heatmaps (no TensorFlow in this test process; tests/test_examples.py covers the
+    Grad-CAM ones); the shipped models/ folder is never written to.
+    """
+    root = tmp_path_factory.mktemp("models-with-examples")
+    for folder in sorted(p for p in models_root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        (root / folder.name).mkdir()
+        for file in folder.iterdir():
+            if file.is_file():
+                (root / folder.name / file.name).symlink_to(file.resolve())
+    examples.write_examples(root / _expected(models_root)["name"], data_root, heatmaps=False)
+    return root
+
+
 @pytest.fixture()
-def page(models_root, monkeypatch) -> AppTest:
-    monkeypatch.setenv("PNEUMONIA_MODELS", str(models_root))
+def page(models_with_examples, monkeypatch) -> AppTest:
+    monkeypatch.setenv("PNEUMONIA_MODELS", str(models_with_examples))
     at = AppTest.from_file(str(PROJECT_ROOT / "streamlit_app.py"), default_timeout=180)
     at.run()
     assert not at.exception, at.exception
@@ -118,3 +136,21 @@ def test_overview_with_an_unreadable_dataset_folder_explains_and_keeps_the_model
     assert {m.label: m.value for m in at.metric}["Of 100 children WITH pneumonia, it flags"] == expected["caught"]
     assert not at.get("image")
     assert [b for b in at.get("download_button") if b.proto.disabled]
+
+
+def test_overview_shows_the_stored_examples_and_says_so_plainly_when_there_are_none(models_with_examples, models_root,
+                                                                                      monkeypatch):
+    monkeypatch.setenv("PNEUMONIA_MODELS", str(models_with_examples))
+    assert not tensorflow_imported_by(PAGE, ["assert len(at.get('image')) == 3"], timeout=180)
+    name = _expected(models_root)["name"]
+    stored = examples.load_examples(models_with_examples / name)
+    at = AppTest.from_file(str(PROJECT_ROOT / PAGE), default_timeout=180)
+    at.run()
+    captions = [c.value for c in at.caption]
+    assert [e.path for e in stored] == [c for c in captions if c in {e.path for e in stored}]
+    monkeypatch.setenv("PNEUMONIA_MODELS", str(models_root))  # the same models without stored examples
+    at = AppTest.from_file(str(PROJECT_ROOT / PAGE), default_timeout=180)
+    at.run()
+    assert not at.exception, at.exception
+    assert not at.get("image")
+    assert any("No example X-rays" in i.value and "python -m core.examples" in i.value for i in at.info)
