@@ -269,8 +269,10 @@ def _count_dicom_elements(data: bytes, explicit: bool, endian: str, wanted: int 
         count += 1
         if length == 0xFFFFFFFF:  # a sequence or encapsulated data of undefined length: stop walking here
             return wanted if count >= 2 else 0
-        if length % 2 or offset + header + length > len(data):
+        if length % 2:  # DICOM value lengths are even
             return count - 1
+        if offset + header + length > len(data):  # a well-formed header whose value runs past the data we have
+            return count  # (a prefix of the file, as the CLI's sniffing reads, or a truncated file: still DICOM)
         offset, last_tag = offset + header + length, tag
     return count
 
