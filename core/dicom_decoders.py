@@ -10,6 +10,7 @@ BSD-style licences) decodes 12-bit DCT JPEG, so this module adds it as one more 
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 from typing import Any
 
@@ -24,20 +25,16 @@ _registered = False
 
 
 def is_available(transfer_syntax: str) -> bool:
-    """True when imagecodecs with a libjpeg-turbo JPEG decoder is installed and `transfer_syntax` is JPEG Extended."""
-    if transfer_syntax not in DECODER_DEPENDENCIES:
-        return False
-    try:
-        import imagecodecs
-    except ImportError:
-        return False
-    return bool(getattr(getattr(imagecodecs, "JPEG8", None), "available", False))
+    """True when imagecodecs is installed and `transfer_syntax` is JPEG Extended (imported only when decoding)."""
+    return transfer_syntax in DECODER_DEPENDENCIES and importlib.util.find_spec("imagecodecs") is not None
 
 
 def _decode_frame(src: bytes, runner: Any) -> bytes:
     """One JPEG Extended frame (`src`, a JPEG codestream) as raw little-endian samples, as pydicom expects."""
     import imagecodecs
 
+    if not imagecodecs.JPEG8.available:
+        raise NotImplementedError("this imagecodecs build has no libjpeg-turbo JPEG decoder")
     if runner.samples_per_pixel != 1:
         # Colour JPEG Extended is decoded by GDCM / Pillow (8-bit); a radiograph is grey.
         raise NotImplementedError("the imagecodecs plugin decodes greyscale JPEG Extended only")
