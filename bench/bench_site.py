@@ -80,6 +80,7 @@ def main() -> dict:
         results["all_models_one_pass_s"] = round(together, 2)
         results["one_pass_per_model_s"] = round(separate, 2)
         print(f"every model, one decoding pass: {together:.1f} s vs {separate:.1f} s one pass per model")
+    results["load_average_1min_at_end"] = round(__import__("os").getloadavg()[0], 1)  # >2 on this 2-core machine = contended
     write_results("site", results)
     return results
 
