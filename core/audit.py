@@ -359,7 +359,8 @@ def statistic_words(name: str) -> str:
     """Plain words for a `film_statistics` key."""
     if name.startswith("thumb_r"):
         row, col = int(name[7]), int(name[9])
-        return f"4x4 thumbnail pixel (row {row + 1} of 4 from the top, column {col + 1} from the left)"
+        rows, cols = ("top", "upper-middle", "lower-middle", "bottom"), ("left", "centre-left", "centre-right", "right")
+        return f"brightness of the {rows[row]} {cols[col]} sixteenth of the film (4x4 grid, as displayed)"
     if len(name) == 3 and name.startswith("p") and name[1:].isdigit():
         return f"{int(name[1:])}th grey-level percentile"
     return STATISTIC_WORDS.get(name, name)
@@ -512,8 +513,10 @@ def write_json_atomic(path: Path, payload: dict) -> Path:
     return path
 
 
-def compute_dataset_audit(index: pd.DataFrame, *, models_dir: str | os.PathLike | None = None, seed: int = SAMPLE_SEED) -> dict[str, Any]:
-    """The dataset audit (baselines, domain classifiers, statistic profiles) of an index with its validation split."""
+def compute_dataset_audit(index: pd.DataFrame, *, models_dir: str | os.PathLike | None = None, seed: int = SAMPLE_SEED,
+                          folds: int = DOMAIN_FOLDS, repeats: int = 5) -> dict[str, Any]:
+    """The dataset audit (baselines, domain classifiers, statistic profiles) of an index with its validation split;
+    `folds` and `repeats` are the domain classifier's (see `domain_classifier`)."""
     import cv2
 
     from core.imaging import decode_xray
@@ -543,7 +546,7 @@ def compute_dataset_audit(index: pd.DataFrame, *, models_dir: str | os.PathLike 
     for subset, mask in (("all", held), ("normal", held & (labels == 0))):
         if len(set(splits[mask])) < 2:
             continue
-        found = domain_classifier(features[mask].reset_index(drop=True), splits[mask] == "test", groups[mask], seed=seed)
+        found = domain_classifier(features[mask].reset_index(drop=True), splits[mask] == "test", groups[mask], seed=seed, folds=folds, repeats=repeats)
         top = [row["statistic"] for row in found["importance"][:TOP_FEATURES]]
         found["profile"] = statistic_profile(features, labels, splits, top)
         found["importance"] = found["importance"][:TOP_FEATURES]
@@ -573,11 +576,16 @@ def dataset_audit(root: str | os.PathLike | None = None, *, force: bool = False,
 
 
 def load_dataset_audit(root: str | os.PathLike | None = None) -> dict[str, Any] | None:
-    """The cached dataset audit of `root` (default config.data_root()), or None when it was never computed."""
+    """The cached dataset audit of `root` (default config.data_root()), or None when it was never computed
+    (or the folder cannot be read)."""
     from core import data
 
     root_path = Path(root if root is not None else config.data_root()).expanduser()
-    path = audit_path(data.dataset_fingerprint(root_path))
+    try:
+        path = audit_path(data.dataset_fingerprint(root_path))
+    except (OSError, ValueError) as error:
+        logger.info("No dataset audit for %s (%s)", root_path, error)
+        return None
     if not path.is_file():
         return None
     try:
@@ -777,7 +785,8 @@ def plain_findings(dataset: dict[str, Any] | None, model_name: str | None = None
         normal = dataset.get("domain", {}).get("normal")
         if normal:
             moving = [row for row in normal["profile"] if row.get("test_normals_move_towards_pneumonia")]
-            words = ", ".join(row["words"] for row in (moving or normal["profile"])[:3])
+            words = "; ".join(dict.fromkeys(statistic_words(row["statistic"]) if "statistic" in row else row["words"]
+                                            for row in (moving or normal["profile"])[:3]))
             out.append(
                 f"The healthy children's test X-rays look measurably different from the healthy validation X-rays: "
                 f"a simple classifier tells them apart with ROC AUC {normal['roc_auc']:.2f}. The clearest differences: {words}"
@@ -795,6 +804,12 @@ def plain_findings(dataset: dict[str, Any] | None, model_name: str | None = None
                     f"every 100 healthy children (validation images). "
                     + ("Every such change stays within the goal of 5 in 100." if val["robust"] else
                        f"{len(val['failing'])} of {sum(1 for r in rows.values() if r['goal'])} such changes exceed the goal of 5 in 100."))
+            largest = max(val["table"], key=lambda row: abs(row["delta_specificity"]), default=None)
+            if largest is not None and worst is not None and largest["name"] != worst["name"] and abs(largest["delta_specificity"]) > 0.05:
+                change = largest["delta_specificity"]
+                out.append(f"The largest effect of all comes from '{largest['description']}': it "
+                           f"{'wrongly flags' if change < 0 else 'flags'} {abs(change) * 100:.0f} {'more' if change < 0 else 'fewer'} "
+                           "of every 100 healthy children (validation images).")
             cam = (val.get("gradcam") or {}).get("all")
             if cam and cam["mass"]["lungs"] is not None:
                 out.append(

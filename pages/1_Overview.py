@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core import config, registry, report
+from core import audit, config, registry, report
 from core import examples
 from ui import enter_through_app
 
@@ -56,6 +56,11 @@ def stored_examples(model_dir: str, stamp: float, threshold: float) -> tuple[lis
         return [], str(exc)
     return [dict(kind=e.kind, caption=e.caption, path=e.path, label=e.label, score=e.score, png=e.png, heatmap=e.heatmap,
                  note=e.note) for e in cases], ""
+
+
+@st.cache_data(show_spinner=False, ttl=60)
+def dataset_audit(data_root: str) -> dict | None:
+    return audit.load_dataset_audit(data_root)
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
@@ -147,6 +152,13 @@ with st.container(key="overview_section_frequencies"):
         "How many flagged children really have pneumonia depends on how common it is where the tool is used: "
         "try it on the Threshold explorer page."
     )
+
+with st.container(key="overview_section_audit"):
+    findings = audit.plain_findings(dataset_audit(data_root), entry.display_name, entry.card.get("audit"))
+    if findings:
+        st.header("Why it does worse on the test X-rays")
+        st.markdown("\n".join(f"- {sentence}" for sentence in findings))
+        st.caption("From the audit of the data (Dataset page) and of this model (its model card): `python -m core.audit`.")
 
 with st.container(key="overview_section_examples"):
     # Written with the model (python -m core.examples), so this page never loads TensorFlow.

@@ -10,7 +10,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import config, data, dataset_summary, imaging
+from core import audit, config, data, dataset_summary, imaging
 from ui import enter_through_app
 
 enter_through_app(__file__)
@@ -34,6 +34,11 @@ def load_index(root: str, stamp: str) -> pd.DataFrame:
 @st.cache_data(show_spinner="Summarising the dataset: duplicates, intensities, mean images (first time only)…")
 def load_summary(root: str, stamp: str) -> dataset_summary.DatasetSummary:
     return dataset_summary.summarize(root)
+
+
+@st.cache_data(show_spinner=False)
+def load_audit(root: str, stamp: str) -> dict | None:
+    return audit.load_dataset_audit(root)
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
@@ -224,6 +229,66 @@ with right:
                     labels={"label_name": "", "mean": "mean grey value"})
     figure.update_layout(height=340, margin=dict(t=50, b=10), showlegend=False)
     st.plotly_chart(figure, width="stretch")
+
+
+
+@st.fragment
+def audit_section() -> None:
+    st.header("What a model could rely on")
+    st.markdown("Before trusting a model, check what else in the films could give the answer away, and how the "
+                "official test films differ from the validation films the models were tuned on (`python -m core.audit data`).")
+    found = load_audit(root, stamp)
+    if found is None:
+        st.info("The dataset audit has not been computed for this folder yet. Run `python -m core.audit data` "
+                "(about two minutes on two cores) or compute it here.")
+        if st.button("Compute the dataset audit", key="dataset_audit_compute"):
+            with st.spinner("Reading every film, fitting the baselines and the domain classifier…"):
+                audit.dataset_audit(root)
+            load_audit.clear()
+            st.rerun(scope="fragment")
+        return
+    st.subheader("Trivial baselines: the film shrunk to a few grey squares")
+    baselines = pd.DataFrame(found["baselines"]).rename(columns={
+        "size": "thumbnail (px per side)", "features": "numbers per film",
+        "val_roc_auc": "ROC AUC (VALIDATION)", "test_roc_auc": "ROC AUC (TEST)"})
+    st.dataframe(baselines[[c for c in baselines.columns if not c.endswith("_n")]], hide_index=True, key="audit_baselines")
+    st.caption("Logistic regression on the grey pixels of the thumbnail, fitted on the train split. A high validation "
+               "AUC from 16 numbers means coarse brightness and layout already separate the classes in the training "
+               "distribution: a model can score well there without reading the lungs.")
+    st.subheader("How the test films differ from the validation films")
+    domain = found.get("domain", {})
+    cols = st.columns(max(1, len(domain)))
+    for col, (subset, part) in zip(cols, domain.items()):
+        col.metric(f"Validation vs test, {'all films' if subset == 'all' else 'NORMAL films only'}: ROC AUC",
+                   f"{part['roc_auc']:.3f}", help=f"{part['model']}, {part['folds']}-fold cross-validation grouped by patient, "
+                   f"{part['n_validation']} validation and {part['n_test']} test films. 0.5 = indistinguishable.")
+    normal = domain.get("normal") or domain.get("all")
+    if normal:
+        profile = pd.DataFrame(normal["profile"])
+        profile["words"] = profile["statistic"].map(audit.statistic_words)
+        importance = {row["statistic"]: row["auc_drop"] for row in normal["importance"]}
+        profile.insert(2, "importance (AUC drop)", profile["statistic"].map(importance))
+        st.dataframe(profile.rename(columns={
+            "words": "statistic (plain words)", "median_val_normal": "median VAL NORMAL", "median_val_pneumonia": "median VAL PNEUMONIA",
+            "median_test_normal": "median TEST NORMAL", "median_test_pneumonia": "median TEST PNEUMONIA",
+            "auc_pneumonia_vs_normal_val": "AUC pneumonia vs normal (VAL)", "auc_test_normal_vs_val_normal": "AUC test vs val normals",
+            "test_normals_move_towards_pneumonia": "test normals move towards pneumonia"}),
+            hide_index=True, key="audit_profile")
+        st.caption("Top statistics of the domain classifier on NORMAL films (permutation importance: how much its "
+                   "held-out AUC drops when the statistic is shuffled). 'Move towards pneumonia' means the test normals "
+                   "differ from the validation normals in the same direction as validation pneumonia films do: on that "
+                   "statistic a healthy test film looks like a sick training film.")
+    correlations = found.get("score_correlations") or {}
+    if correlations:
+        st.dataframe(pd.DataFrame(correlations).rename(index=audit.statistic_words), key="audit_correlations")
+        st.caption("Spearman correlation, on the TEST NORMAL films, between each statistic and each model's stored "
+                   "score (predictions.csv): positive = healthy test films higher on the statistic get a higher "
+                   "pneumonia score.")
+    st.caption(f"Computed {found.get('computed', '')} in {found.get('seconds', 0):.0f} s; each model's own audit "
+               "(acquisition changes, where its Grad-CAM sits) is in its model card.")
+
+
+audit_section()
 
 st.header("Image sizes")
 sizes = summary.size_counts

@@ -300,3 +300,29 @@ def test_plain_findings_speak_in_natural_frequencies():
 def test_command_line_help():
     result = subprocess.run([sys.executable, "-m", "core.audit", "--help"], capture_output=True, text=True, cwd=Path(audit.__file__).parent.parent)
     assert result.returncode == 0 and "model" in result.stdout and "data" in result.stdout
+
+
+# --------------------------------------------------------------------------------------------- dataset audit
+
+
+def test_dataset_audit_on_a_small_real_subset_and_its_cache(data_root, tmp_path, monkeypatch):
+    from core import config, data
+
+    index = data.load_index(data_root)
+    small = pd.concat([rows.sort_values("relpath").head(24) for _, rows in index.groupby(["split", "label"])])
+    found = audit.compute_dataset_audit(small, models_dir=tmp_path / "no-models", folds=3, repeats=2)
+    assert [row["size"] for row in found["baselines"]] == list(audit.THUMBNAIL_SIZES)
+    assert all(0.0 <= row["val_roc_auc"] <= 1.0 and row["test_n"] == 48 for row in found["baselines"])
+    assert set(found["domain"]) == {"all", "normal"}
+    normal = found["domain"]["normal"]
+    assert normal["n_validation"] == normal["n_test"] == 24 and len(normal["profile"]) == audit.TOP_FEATURES
+    assert found["score_correlations"] == {}
+    json.dumps(found, allow_nan=False)
+
+    monkeypatch.setattr(config, "AUDIT_DIR", tmp_path / "audit")
+    assert audit.load_dataset_audit(data_root) is None
+    found["fingerprint"] = data.dataset_fingerprint(data_root)
+    audit.write_json_atomic(audit.audit_path(found["fingerprint"]), found)
+    monkeypatch.setattr(audit, "compute_dataset_audit", lambda *a, **k: pytest.fail("recomputed despite the cache"))
+    assert audit.dataset_audit(data_root) == found
+    assert audit.load_dataset_audit(tmp_path / "missing-folder") is None

@@ -113,3 +113,17 @@ def test_nih_folder_renders(samples_dir, tmp_path, monkeypatch):
     assert metrics["Images"] == "4" and metrics["Patients"] == "4"
     assert "**train** 1 NORMAL + 1 PNEUMONIA; **test** 1 NORMAL + 1 PNEUMONIA" in all_text(at)
     assert "All 4 images are 128×128 pixels." in all_text(at)
+
+
+def test_audit_section_shows_the_committed_dataset_audit(page):
+    import json
+
+    from core import audit, data
+
+    assert "What a model could rely on" in [h.value for h in page.header]
+    stored = json.loads(audit.audit_path(data.dataset_fingerprint(PROJECT_ROOT / "data" / "chest_xray")).read_text())
+    baselines = next(d.value for d in page.dataframe if "ROC AUC (VALIDATION)" in d.value.columns)
+    assert baselines["thumbnail (px per side)"].tolist() == [row["size"] for row in stored["baselines"]]
+    assert baselines["ROC AUC (VALIDATION)"].tolist() == pytest.approx([row["val_roc_auc"] for row in stored["baselines"]])
+    metrics = {m.label: m.value for m in page.metric}
+    assert metrics["Validation vs test, NORMAL films only: ROC AUC"] == f"{stored['domain']['normal']['roc_auc']:.3f}"
