@@ -286,6 +286,37 @@ def icon_array_html(count: float, *, total: int = 100, colour: str = "#d1242f", 
     return f'<div class="icon-array" role="img" aria-label="{filled} of {total}" style="line-height:0">{cells}</div>{caption}'
 
 
+def dataset_bars_html(images: pd.DataFrame, patients: pd.DataFrame | None = None) -> str:
+    """dataset_figure as plain HTML + inline CSS (no JavaScript): one stacked bar per split, widths to scale.
+
+    For the landing page, which then needs no plotly.js in the browser. images/patients: dataset_counts frames.
+    """
+    splits = [s for s in ("train", "val", "test") if s in images.index]
+    colours = dict(zip(config.CLASS_NAMES, ("#1f6feb", "#d1242f")))
+    largest = max(int(sum(int(images.at[s, c]) for c in config.CLASS_NAMES)) for s in splits) if splits else 1
+    rows = []
+    for split in splits:
+        total = sum(int(images.at[split, c]) for c in config.CLASS_NAMES)
+        segments = []
+        for class_name in config.CLASS_NAMES:
+            count = int(images.at[split, class_name])
+            children = f" from {int(patients.at[split, class_name]):,} children" if patients is not None else ""
+            segments.append(
+                f'<span title="{class_name}: {count:,} X-rays{children}" style="display:inline-block;height:100%;'
+                f'width:{100 * count / max(1, total):.3f}%;background:{colours[class_name]};color:#fff;text-align:center;'
+                f'overflow:hidden;white-space:nowrap">{count:,}</span>')
+        rows.append(
+            f'<div style="display:flex;align-items:center;gap:0.6em;margin:0.35em 0">'
+            f'<span style="width:6.5em;text-align:right">{SPLIT_NAMES[split].title()}</span>'
+            f'<span role="img" aria-label="{SPLIT_NAMES[split].title()}: {total:,} X-rays" style="display:flex;height:1.8em;'
+            f'width:{100 * total / largest:.3f}%;line-height:1.8em;font-size:0.9em">{"".join(segments)}</span>'
+            f'<span style="white-space:nowrap">{total:,}</span></div>')
+    legend = " ".join(f'<span style="display:inline-block;width:0.9em;height:0.9em;background:{colour};'
+                      f'vertical-align:middle"></span> {name.title()}' for name, colour in colours.items())
+    return (f'<div class="dataset-bars"><div style="font-weight:600">X-rays per split (validation carved from train, '
+            f'grouped by child)</div>{"".join(rows)}<div style="font-size:0.9em">{legend}</div></div>')
+
+
 # --------------------------------------------------------------------------------------------------
 # Data for the report (and the Overview page)
 # --------------------------------------------------------------------------------------------------

@@ -100,10 +100,8 @@ with st.container(key="overview_section_data"):
             "The models learned from the training images, were tuned on the validation images (a separate set of "
             "children) and are judged on the **test** images, which they never saw while being built."
         )
-        figure = report.dataset_figure(images, patients)
-        if presentation:
-            figure.update_layout(font_size=20, height=560)
-        st.plotly_chart(figure, key="overview_dataset_chart")
+        # Plain HTML bars: the landing page loads no charting library in the browser.
+        st.html(report.dataset_bars_html(images, patients))
 
 ranked = ranking(models_dir, registry.models_signature(models_dir))
 if ranked.empty:
