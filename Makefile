@@ -39,7 +39,7 @@ browser:
 demo: $(VENV)/.runtime serve
 
 serve:
-	$(VENV)/bin/streamlit run streamlit_app.py --server.headless true \
+	$(PY) serve.py --server.headless true \
 	  --server.address $(HOST) --server.port $(PORT) --browser.gatherUsageStats false
 
 test: $(VENV)/.dev browser

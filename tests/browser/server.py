@@ -40,7 +40,8 @@ class DashboardServer:
     def start(self) -> "DashboardServer":
         """Start the server and wait for /_stcore/health; raise RuntimeError with the server log if it does not come up."""
         self.port = self.port or free_port()
-        command = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
+        # serve.py is `make serve`: streamlit run streamlit_app.py with the pages' libraries imported first.
+        command = [sys.executable, "serve.py", "--server.headless", "true",
                    "--server.address", "127.0.0.1", "--server.port", str(self.port), "--browser.gatherUsageStats", "false",
                    "--server.fileWatcherType", "none"]
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **self.env}

@@ -1,0 +1,38 @@
+"""Serve the dashboard (`make demo`): `streamlit run streamlit_app.py` with the libraries the pages need imported first.
+
+Streamlit runs every page inside the server process, so whatever is imported here is already in memory when the first
+visitor arrives: the landing page's first render does not pay for importing pandas, plotly, scikit-learn and SciPy
+(several seconds on a small CPU), and the health check answers only once that is done. TensorFlow is not imported here
+(only the Prediction and Activation maps pages load it, when they run a model).
+
+    python serve.py [streamlit run options, e.g. --server.port 8501]
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+PRELOAD = (
+    "numpy", "pandas", "plotly.graph_objects", "sklearn.metrics", "sklearn.calibration", "scipy.stats",
+    "core.config", "core.registry", "core.metrics", "core.report", "core.data", "core.dataset_summary", "core.examples",
+)
+"""Modules every page (and the landing page first) would otherwise import on the first visit."""
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Import PRELOAD, then hand over to Streamlit's own command line (`streamlit run streamlit_app.py ...`)."""
+    here = Path(__file__).resolve().parent
+    sys.path.insert(0, str(here))
+    for name in PRELOAD:
+        importlib.import_module(name)
+    from streamlit.web import cli
+
+    sys.argv = ["streamlit", "run", str(here / "streamlit_app.py"), *(sys.argv[1:] if argv is None else argv)]
+    cli.main()
+
+
+if __name__ == "__main__":
+    main()
