@@ -349,3 +349,20 @@ def test_html_report_gets_a_site_section_with_the_site_numbers(kaggle_folder, ru
     html = report.build_report(models_dir, data_root, heatmaps=False, n_resamples=50, site=payload)
     assert "id='site'" in html and metrics.format_ci(auc) in html
     assert "id='site'" not in report.build_report(models_dir, data_root, heatmaps=False, n_resamples=50)
+
+
+def test_patient_tags_of_a_dicom_in_the_set_never_reach_the_results(kaggle_folder, ruled_models, samples_dir, caplog, capsys):
+    import logging
+
+    from tests.test_privacy import leaks, private_dicom
+
+    entries = [(f"s/{label}/{p.name}", p.read_bytes()) for label in config.CLASS_NAMES
+               for p in sorted((kaggle_folder / "batch1" / label).glob("*.jpeg"))[:22]]
+    entries.append(("s/NORMAL/private.dcm", private_dicom(samples_dir)))
+    caplog.set_level(logging.DEBUG)
+    report = site_check.validate_site(site_check.read_site(_zip(entries), name="private"), models_dir=ruled_models, guard=False,
+                                      n_resamples=50)
+    assert report.films == 45  # the DICOM is scored with the films
+    assert not leaks(site_check.json_bytes(report))
+    assert not leaks("\n".join(site_check.format_result(r) for r in report.results))
+    assert not leaks(caplog.text) and not leaks(capsys.readouterr().out)
