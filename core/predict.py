@@ -30,7 +30,8 @@ logger = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".dicom", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".jp2")  # what decode_xray reads
 DEFAULT_BATCH_SIZE = 32
 EXAMPLE_MODEL = "models/cnn-reference-64"  # a shipped model folder, named in --help and error messages
-CSV_COLUMNS = ("file", "status", "probability", "decision", "threshold", "model", "width", "height", "format", "heatmap", "error")
+CSV_COLUMNS = ("file", "status", "probability", "decision", "guard", "guard_reasons", "threshold", "model", "width", "height", "format",
+               "heatmap", "error", "guard_details")  # guard*: core.ood.GuardVerdict.row()
 
 
 def prepare_input(pixels: Any, height: int, width: int, channels: int) -> np.ndarray:
@@ -209,6 +210,7 @@ class ImageResult:
     error: str = ""
     metadata: dict = field(default_factory=dict)
     pixels: np.ndarray | None = field(default=None, repr=False)
+    verdict: Any = None  # core.ood.GuardVerdict of the film as scored (None: the guard did not run)
 
     @property
     def decision(self) -> str:
@@ -225,7 +227,8 @@ class ImageResult:
         return {"file": self.name, "status": self.status,
                 "probability": None if self.probability is None else round(self.probability, 6),
                 "decision": self.decision, "threshold": round(self.threshold, 6), "error": self.error,
-                "width": self.metadata.get("width"), "height": self.metadata.get("height"), "format": self.metadata.get("format")}
+                "width": self.metadata.get("width"), "height": self.metadata.get("height"), "format": self.metadata.get("format"),
+                **(self.verdict.row() if self.verdict is not None else {})}
 
 
 def unique_names(files: Sequence[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
@@ -241,8 +244,13 @@ def unique_names(files: Sequence[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
     return unique
 
 
-def score_uploads(scorer: Scorer, files: Sequence[tuple[str, bytes]], *, threshold: float | None = None) -> list[ImageResult]:
-    """Decode (in memory) and score (name, bytes) pairs in one batch; unreadable files get the decoder's message."""
+def score_uploads(scorer: Scorer, files: Sequence[tuple[str, bytes]], *, threshold: float | None = None, guard: bool = False,
+                  calibration: Any = None, fix_inverted: bool = False) -> list[ImageResult]:
+    """Decode (in memory) and score (name, bytes) pairs in one batch; unreadable files get the decoder's message.
+
+    With guard=True every scored file gets the guard's verdict (core.ood.assess_many; `calibration` is the model's
+    ood.npz, or None); with fix_inverted too, films that look inverted are scored the right way up.
+    """
     from core.imaging import decode_xray
 
     threshold = scorer.threshold if threshold is None else float(threshold)
@@ -255,6 +263,13 @@ def score_uploads(scorer: Scorer, files: Sequence[tuple[str, bytes]], *, thresho
             continue
         results.append(ImageResult(name, "ok", threshold, metadata=dict(image.metadata), pixels=image.pixels))
         decoded.append(image)
+    if guard and decoded:
+        from core import ood
+
+        raw = [data for (_, data), result in zip(files, results) if result.status == "ok"]
+        decoded, verdicts = ood.assess_many(scorer, calibration, decoded, raw_bytes=raw, fix_inverted=fix_inverted)
+        for result, image, verdict in zip([r for r in results if r.status == "ok"], decoded, verdicts):
+            result.metadata, result.pixels, result.verdict = dict(image.metadata), image.pixels, verdict
     probabilities = iter(scorer.probabilities(decoded))
     for result in results:
         if result.status == "ok":
@@ -379,8 +394,14 @@ def _batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 
 
 def score_files(scorer: Scorer, files: Iterable[Path], *, threshold: float | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
-                heatmap_dir: Path | None = None) -> Iterator[dict]:
-    """One CSV row (dict over CSV_COLUMNS) per file, decoding and scoring `batch_size` files at a time."""
+                heatmap_dir: Path | None = None, guard: bool = True, calibration: Any = None,
+                fix_inverted: bool = False) -> Iterator[dict]:
+    """One CSV row (dict over CSV_COLUMNS) per file, decoding and scoring `batch_size` files at a time.
+
+    With guard=True (default) each scored row has the guard's verdict and reasons (core.ood.assess_many with the
+    model's `calibration`, or None: model-independent checks only); with fix_inverted, films that look inverted
+    are scored the right way up (their guard_reasons say so).
+    """
     from core.imaging import decode_xray
 
     threshold = scorer.threshold if threshold is None else float(threshold)
@@ -411,6 +432,14 @@ def score_files(scorer: Scorer, files: Iterable[Path], *, threshold: float | Non
                            height=meta.get("height", decoded.pixels.shape[0]), format=meta.get("format", ""))
                 good.append((row, decoded))
             rows.append(row)
+        if good and guard:
+            from core import ood
+
+            images, verdicts = ood.assess_many(scorer, calibration, [decoded for _, decoded in good],
+                                               raw_bytes=[_raw_bytes(Path(row["file"])) for row, _ in good], fix_inverted=fix_inverted)
+            good = [(row, image) for (row, _), image in zip(good, images)]
+            for (row, _), verdict in zip(good, verdicts):
+                row.update(verdict.row())
         if good:
             inputs = np.stack([scorer.prepare(decoded) for _, decoded in good])
             probabilities = scorer.predict_batch(inputs)
@@ -420,6 +449,14 @@ def score_files(scorer: Scorer, files: Iterable[Path], *, threshold: float | Non
                 if cams is not None:
                     row["heatmap"] = str(_write_heatmap(cams[index], decoded.pixels, Path(row["file"]), heatmap_dir))
         yield from rows
+
+
+def _raw_bytes(path: Path) -> bytes | None:
+    """The file's bytes for the guard's colour check (None when it cannot be read again)."""
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
 
 
 def _write_heatmap(cam: np.ndarray, pixels: np.ndarray, source: Path, heatmap_dir: Path) -> Path:
@@ -447,6 +484,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--heatmaps", default=None, help="folder for Grad-CAM overlays (PNG), optional")
     parser.add_argument("--threshold", type=float, default=None, help="decision threshold (default: the model's own, from card.json)")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
+    parser.add_argument("--fix-inverted", action="store_true",
+                        help="score films that look inverted (negative: white lungs) the right way up; by default they are "
+                             "scored as they are and flagged 'inverted' in the guard columns")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
@@ -457,21 +497,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(error))
     from tqdm import tqdm
 
+    from core import ood
+
+    calibration = ood.load_calibration(args.model)
+    if calibration is None:
+        logger.warning("%s has no out-of-distribution calibration (ood.npz): only the model-independent checks run "
+                       "(create it with python -m core.ood %s).", scorer.name, args.model)
     skipped: list[tuple[Path, str]] = []  # each one already logged with its reason by the folder walk
     files = list(iter_image_files(args.sources, skipped=skipped))  # paths only; pixels are streamed in batches
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     counts = {"ok": 0, "error": 0}
+    warned = 0
     with out.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
         writer.writeheader()
         rows = score_files(scorer, files, threshold=args.threshold, batch_size=args.batch_size,
-                           heatmap_dir=Path(args.heatmaps) if args.heatmaps else None)
+                           heatmap_dir=Path(args.heatmaps) if args.heatmaps else None, calibration=calibration,
+                           fix_inverted=args.fix_inverted)
         for row in tqdm(rows, total=len(files), unit="image", desc=f"Scoring with {scorer.name}"):
             writer.writerow(row)
             counts[row["status"]] += 1
+            warned += row.get("guard") == ood.VERDICT_WARNING
     logger.info("Scored %d file(s), %d could not be read, %d skipped (not X-ray images, listed above); results in %s",
                 counts["ok"], counts["error"], len(skipped), out)
+    if warned:
+        logger.warning("The guard flagged %d scored file(s) as unlike the films the model was trained on (column guard = "
+                       "'warning', reasons in guard_reasons): do not rely on their scores.", warned)
     return 0 if counts["ok"] else 1
 
 
