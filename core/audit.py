@@ -646,6 +646,20 @@ def model_gradcam_mass(model: Any, films: np.ndarray, labels: np.ndarray, scores
     return result
 
 
+def edge_reliance(table: Sequence[dict[str, Any]], gradcam: dict[str, Any] | None) -> dict[str, Any]:
+    """Does the model read the edges of the film? Two signs: blacking out the outer band (`black_frame_6`) moves
+    sensitivity or specificity beyond ROBUSTNESS_TOLERANCE, or the Grad-CAM mass in border band + corners is
+    >= BORDER_RELIANT_MASS. `reliant` is True when either says so."""
+    frame = next((row for row in table if row["name"] == "black_frame_6"), None)
+    by_frame = None if frame is None else bool(max(abs(frame["delta_sensitivity"]), abs(frame["delta_specificity"]))
+                                                 > perturbations.ROBUSTNESS_TOLERANCE + 1e-12)
+    cam = (gradcam or {}).get("all")
+    by_gradcam = None if not cam or cam["edge_mass"] is None else bool(cam["border_reliant"])
+    return {"by_black_frame": by_frame, "black_frame_mean_abs_delta_p": None if frame is None else frame["mean_abs_delta_p"],
+            "by_gradcam": by_gradcam, "gradcam_edge_mass": None if not cam else cam["edge_mass"],
+            "reliant": bool(by_frame or by_gradcam)}
+
+
 def model_audit(model_dir: str | os.PathLike, data_root: str | os.PathLike | None = None, *, splits: Sequence[str] = ("val",),
                 per_class: int = PER_CLASS, seed: int = SAMPLE_SEED, gradcam: bool = True) -> dict[str, Any]:
     """Audit models/<name>/: perturbation table, robustness pass/fail (validation) and Grad-CAM mass per split.
@@ -681,6 +695,7 @@ def model_audit(model_dir: str | os.PathLike, data_root: str | os.PathLike | Non
         entry["failing"] = [row["name"] for row in goal_rows if not row["passed"]]
         if gradcam:
             entry["gradcam"] = model_gradcam_mass(scorer.model, films, labels, reference, threshold)
+        entry["edges"] = edge_reliance(table, entry.get("gradcam"))
         result["splits"][split] = entry
         logger.info("%s on %s: %d films, robust=%s", scorer.name, split, len(sample), entry["robust"])
     result["seconds"] = round(time.perf_counter() - started, 1)
@@ -711,6 +726,14 @@ def audit_markdown(audit: dict[str, Any]) -> str:
             lines.append(f"| {row['name']} | {row['mean_abs_delta_p']:.3f} | {row['flipped']:.1%} | {row['roc_auc']:.3f} | "
                          f"{row['sensitivity']:.3f} ({row['delta_sensitivity']:+.3f}) | {row['specificity']:.3f} "
                          f"({row['delta_specificity']:+.3f}) | {goal} |")
+        edges = entry.get("edges")
+        if edges:
+            signs = [f"blacking out the outer 6 % band {'moves' if edges['by_black_frame'] else 'does not move'} its decisions "
+                     "beyond the tolerance"] if edges["by_black_frame"] is not None else []
+            if edges["by_gradcam"] is not None:
+                signs.append(f"{edges['gradcam_edge_mass']:.0%} of its Grad-CAM mass is on the border band and corners "
+                             f"(flagged at {BORDER_RELIANT_MASS:.0%})")
+            lines += ["", f"**Reads the edges of the film: {'yes' if edges['reliant'] else 'no'}** ({'; '.join(signs)})."]
         cam = entry.get("gradcam")
         if cam:
             lines += ["", f"Grad-CAM (layer `{cam['layer']}`, {cam['target']}): share of the heatmap mass per region "

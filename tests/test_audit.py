@@ -205,6 +205,8 @@ def test_a_border_reading_model_is_caught(films):
     scores = scorer.predict_batch(audit.to_model_input(images, 1))
     cam = audit.model_gradcam_mass(model, images, labels, scores, 0.5)
     assert cam["all"]["border_reliant"] and cam["all"]["mass"]["lungs"] == 0.0
+    edges = audit.edge_reliance(list(table.values()), cam)
+    assert edges["reliant"] and edges["by_gradcam"] and edges["by_black_frame"]
 
 
 def test_an_inside_reading_model_ignores_the_frame_and_is_not_border_reliant(films):
@@ -220,6 +222,8 @@ def test_an_inside_reading_model_ignores_the_frame_and_is_not_border_reliant(fil
     scores = scorer.predict_batch(audit.to_model_input(images, 1))
     cam = audit.model_gradcam_mass(model, images, labels, scores, 0.5)
     assert not cam["all"]["border_reliant"] and cam["all"]["edge_mass"] == 0.0
+    assert audit.edge_reliance(list(table.values()), cam) == {
+        "by_black_frame": False, "black_frame_mean_abs_delta_p": 0.0, "by_gradcam": False, "gradcam_edge_mass": 0.0, "reliant": False}
 
 
 def test_a_model_without_convolution_has_no_gradcam_mass(films):
@@ -263,6 +267,7 @@ def test_model_audit_on_real_validation_films_and_card_writing(model_dir, data_r
     assert rows["identity"]["mean_abs_delta_p"] == 0.0 and rows["identity"]["passed"] is None
     assert val["robust"] == all(rows[name]["passed"] for name in rows if rows[name]["goal"])
     assert val["gradcam"]["all"]["n"] == 12
+    assert val["edges"]["reliant"] == bool(val["edges"]["by_black_frame"] or val["edges"]["by_gradcam"])
     json.dumps(found, allow_nan=False)  # the audit is plain JSON
 
     audit.write_card_audit(model_dir, found)
