@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
 from core import config, explain, ood
 from core import predict as scoring
-from core.imaging import decode_xray
+from core.imaging import decode_xray, resize_for_display, to_uint8
 from ui import enter_through_app, load_scorer, pick_model, read_sample
 
 enter_through_app(__file__)
 
 config.quiet_tensorflow()
+DISPLAY_SIDE = 1024
+"""Longest side (px) of the images drawn on the page; downloads keep the full resolution."""
 
 
 # ----------------------------------------------------------------------------------------- cached calls into core/
@@ -24,9 +28,18 @@ def load_guard(model_dir: str):
 
 
 @st.cache_data(show_spinner="Reading and scoring…", max_entries=32)
-def score_files(model_dir: str, files: tuple[tuple[str, bytes], ...], threshold: float) -> list[scoring.ImageResult]:
-    """Decode in memory and score every file; bad files come back with the decoder's message."""
-    return scoring.score_uploads(load_scorer(model_dir), list(files), threshold=threshold)
+def score_files(model_dir: str, files: tuple[tuple[str, bytes], ...]) -> list[scoring.ImageResult]:
+    """Decode in memory and score every file; bad files come back with the decoder's message.
+
+    Keyed on the model and the files' bytes only, so every session uploading the same files shares one scoring, and
+    a new threshold re-scores nothing (the page applies it with `at_threshold`).
+    """
+    return scoring.score_uploads(load_scorer(model_dir), list(files))
+
+
+def at_threshold(results: list[scoring.ImageResult], threshold: float) -> list[scoring.ImageResult]:
+    """The same results, decided at `threshold` (copies: the cached ones are shared between sessions)."""
+    return [dataclasses.replace(result, threshold=threshold) for result in results]
 
 
 @st.cache_data(show_spinner="Computing the heatmap…", max_entries=64)
@@ -100,7 +113,7 @@ if not files:
     st.info("Upload one or more X-rays, or switch to **Real samples**.")
     st.stop()
 
-results = score_files(model_dir, tuple(files), threshold)
+results = at_threshold(score_files(model_dir, tuple(files)), threshold)
 scored = [r for r in results if r.status == "ok"]
 for result in results:
     if result.status == "error":
@@ -156,33 +169,46 @@ elif methods == ["gradcam"]:
 heatmap = explain_image(model_dir, result.name, data, method, target_label.lower())
 
 
+# Shown at screen size: a 3000-px DICOM is shrunk and encoded once per full run, not on every opacity move.
+shown_pixels = resize_for_display(result.pixels, DISPLAY_SIDE)
+original_png = explain.to_png(to_uint8(shown_pixels))
+
+
 @st.fragment
 def overlay_view() -> None:
-    """Original next to the overlay; only this part reruns when the opacity moves."""
+    """Original next to the overlay; only this part reruns when the opacity moves (nothing is decoded, scored or
+    explained again: the overlay is blended at screen size, the full-size PNG is made only if downloaded)."""
     opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.45, 0.05, key="prediction_opacity")
-    overlay = explain.overlay(result.pixels, heatmap, opacity=opacity)
+    overlay = explain.overlay(shown_pixels, heatmap, opacity=opacity)
     left, right = st.columns(2)
-    left.image(result.pixels, caption=f"Original ({result.pixels.shape[1]}×{result.pixels.shape[0]} px)", clamp=True, width="stretch")
+    left.image(original_png, caption=f"Original ({result.pixels.shape[1]}×{result.pixels.shape[0]} px)", width="stretch")
     right.image(overlay, caption=f"{explain.METHODS[method]} for {target_label} (red = most influential)", width="stretch")
-    st.download_button("Download the overlay (PNG)", explain.to_png(overlay), file_name=f"{result.name}_{method}.png", mime="image/png")
+    st.download_button("Download the overlay (PNG)", lambda: explain.to_png(explain.overlay(result.pixels, heatmap, opacity=opacity)),
+                       file_name=f"{result.name}_{method}.png", mime="image/png", on_click="ignore")
 
 
 overlay_view()
 
 st.markdown("**Can this heatmap be trusted?** (deletion test)")
-curve = deletion_test(model_dir, result.name, data, method, target_label.lower())
-st.plotly_chart(deletion_figure(curve), width="stretch")
-verdict = curve.verdict()
-(st.success if verdict.startswith("Faithful") else st.warning if verdict.startswith("Not") else st.info)(verdict)
-st.caption(f"The most highlighted pixels are replaced step by step by a {curve.baseline}; a faithful heatmap makes the "
-           "score fall faster than replacing random pixels. Areas are relative to the starting score.")
+curve = None
+# On demand: one model pass per deletion step, for every upload of every user, is the page's most expensive part.
+if st.toggle("Run the deletion test on this heatmap (one model pass per deletion step)", key="prediction_deletion"):
+    curve = deletion_test(model_dir, result.name, data, method, target_label.lower())
+    st.plotly_chart(deletion_figure(curve), width="stretch")
+    verdict = curve.verdict()
+    (st.success if verdict.startswith("Faithful") else st.warning if verdict.startswith("Not") else st.info)(verdict)
+    st.caption(f"The most highlighted pixels are replaced step by step by a {curve.baseline}; a faithful heatmap makes the "
+               "score fall faster than replacing random pixels. Areas are relative to the starting score.")
+else:
+    st.caption("Replaces the most highlighted pixels step by step and checks that the score falls faster than when "
+               "random pixels are replaced. Off until asked for (it stays on for your next images).")
 
 with st.expander("File information (non-identifying)"):
     st.json(result.metadata)
 
 extra = {"known_label": truths.get(result.name),
-         "explanation": {"method": method, "target": target_label, "deletion_area": curve.area, "random_deletion_area": curve.random_area,
-                         "faithful": curve.faithful},
+         "explanation": {"method": method, "target": target_label} | ({} if curve is None else {
+             "deletion_area": curve.area, "random_deletion_area": curve.random_area, "faithful": curve.faithful}),
          "out_of_distribution": None if guard is None else {"flagged": guard.flagged, "reasons": list(guard.reasons)}}
 st.download_button("Download this result (JSON)", scoring.result_json(result, model=entry.name, threshold_source=threshold_source, extra=extra),
                    file_name=f"{result.name}.json", mime="application/json")

@@ -52,7 +52,11 @@ def test_shown_probability_is_the_models_own_for_each_class_and_the_dicom(models
         assert not at.error
         assert len(at.get("download_button")) == 2  # overlay PNG and result JSON
         assert any("deletion" in m.value for m in at.markdown)
-        assert any(s.value.startswith(("Faithful", "Weakly", "Not faithful", "The model gives")) for s in [*at.success, *at.warning, *at.info])
+    # The deletion test runs on demand (one model pass per step), then stays on for the next images.
+    assert not any(s.value.startswith(("Faithful", "Weakly", "Not faithful", "The model gives")) for s in [*at.success, *at.warning])
+    at.toggle(key="prediction_deletion").set_value(True).run()
+    assert not at.exception, at.exception
+    assert any(s.value.startswith(("Faithful", "Weakly", "Not faithful", "The model gives")) for s in [*at.success, *at.warning, *at.info])
 
 
 def test_bad_uploads_show_the_decoders_message_and_the_next_good_upload_works(models_root: Path, data_root: Path) -> None:
@@ -101,3 +105,35 @@ def test_other_explanation_methods_render(models_root: Path, method: str) -> Non
     assert len(at.image) >= 2
     at.slider(key="prediction_opacity").set_value(0.8).run()
     assert not at.exception, at.exception
+
+
+def test_opacity_and_threshold_changes_recompute_nothing_and_sessions_share_work(models_root: Path, data_root: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Per image bytes and model, decoding + scoring, the guard and the heatmap run once for every session; moving the
+    opacity slider or the threshold runs none of them again."""
+    from core import explain, ood
+
+    calls = {"score": 0, "explain": 0, "guard": 0}
+
+    def counting(name, function):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return function(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(predict, "score_uploads", counting("score", predict.score_uploads))
+    monkeypatch.setattr(explain, "explain", counting("explain", explain.explain))
+    monkeypatch.setattr(ood, "check", counting("guard", ood.check))
+    data = (data_root / "test" / "PNEUMONIA" / "person1_virus_6.jpeg").read_bytes()  # used by no other test here
+    at = _upload(_open_page(), ("first.jpeg", data))
+    after_upload = dict(calls)
+    assert after_upload["score"] == 1 and after_upload["explain"] == 1
+    at.slider(key="prediction_opacity").set_value(0.8).run()
+    assert not at.exception, at.exception
+    assert calls == after_upload
+    other = _upload(_open_page(), ("first.jpeg", data))  # another session, same file
+    assert calls == after_upload
+    assert _metric(other, "Probability of pneumonia") == _metric(at, "Probability of pneumonia")
+    other.session_state["operating_point"] = {"model": "tiny_cnn", "threshold": 0.99, "source": "test"}
+    other.run()
+    assert calls == after_upload and any(m.label == "Decision at threshold 0.990" for m in other.metric)
