@@ -132,3 +132,23 @@ def test_an_adapted_model_is_listed_like_any_other_and_says_it_was_adapted(model
     assert any("AFTER adapting on 20 unlabelled films of 'ward 7'" in w.value for w in at.warning)
     at = open_page("pages/5_Prediction.py")
     assert any("adapted on 'ward 7'" in option for option in at.selectbox(key="prediction_model").options)
+
+
+def test_adapting_from_the_page_writes_a_new_model_and_leaves_the_source_alone(models_root, data_root):
+    source_card = (models_root / "tiny_cnn" / "card.json").read_bytes()
+    films = [(f"u/{p.name}", p.read_bytes()) for label in config.CLASS_NAMES for p in _films(data_root, label, 8)]
+    at = open_page(PAGE)
+    at.file_uploader(key="adapt_upload").set_value([("ward.zip", _zip(films), "application/zip")])
+    at.multiselect(key="adapt_methods").set_value(["adabn"])
+    at.text_input(key="adapt_site_name").set_value("ward 9")
+    at.run()
+    at.button(key="adapt_run").click().run()
+    assert any("no BatchNorm layer" in e.value for e in at.error)  # the tiny CNN has none: a readable refusal
+    at.multiselect(key="adapt_methods").set_value(["prior"]).run()
+    at.button(key="adapt_run").click().run()
+    assert not at.exception, at.exception
+    assert any("tiny_cnn-adapted-ward-9" in s.value and "AFTER adapting on 16 unlabelled films" in s.value for s in at.success)
+    card = json.loads((models_root / "tiny_cnn-adapted-ward-9" / "card.json").read_text())
+    assert card["adapted"] and card["adaptation"]["methods"] == ["prior"] and card["adaptation"]["films"] == 16
+    assert (models_root / "tiny_cnn" / "card.json").read_bytes() == source_card
+    assert sorted(p.name for p in models_root.iterdir()) == ["tiny_cnn", "tiny_cnn-adapted-ward-9"]
