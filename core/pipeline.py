@@ -187,33 +187,41 @@ def gaussian_blur(images: Any, sigma: Any, radius: int = 4) -> Any:
     return tf.nn.depthwise_conv2d(out, vertical, strides=(1, 1, 1, 1), padding="VALID")
 
 
-def acquisition_jitter(images: Any, config: AugmentConfig, *, seed: int = 0) -> Any:
+def acquisition_jitter(images: Any, config: AugmentConfig, *, seed: int | Any = 0) -> Any:
     """Random gamma, blur and noise (as ``config`` sets them) on a float batch ``(B, H, W, C)`` in [0, 255].
 
     Gamma is drawn per image (log-uniform in [1/(1+g), 1+g]); blur sigma once per batch (half the batches are
     left sharp); noise std per image (half the images noiseless). The result is clipped to [0, 255].
+    ``seed`` is an int or a ``keras.random.SeedGenerator`` (pass one generator to get a new draw on every call,
+    reproducible from its seed).
     """
+    import keras
     import tensorflow as tf
 
+    generator = seed if isinstance(seed, keras.random.SeedGenerator) else keras.random.SeedGenerator(seed)
     batch = tf.shape(images)[0]
     out = images
     if config.gamma > 0:
         log_range = float(np.log1p(config.gamma))
-        gamma = tf.exp(tf.random.uniform((batch, 1, 1, 1), -log_range, log_range))
+        gamma = tf.exp(keras.random.uniform((batch, 1, 1, 1), -log_range, log_range, seed=generator))
         out = 255.0 * tf.pow(tf.clip_by_value(out / 255.0, 0.0, 1.0), gamma)
     if config.blur_sigma > 0:
-        sigma = tf.random.uniform((), 0.0, config.blur_sigma)
-        apply = tf.random.uniform(()) < 0.5
-        out = tf.cond(apply & (sigma > 0.2), lambda: gaussian_blur(out, sigma), lambda: out)
+        draws = keras.random.uniform((2,), 0.0, 1.0, seed=generator)
+        sigma = draws[0] * config.blur_sigma
+        out = tf.cond((draws[1] < 0.5) & (sigma > 0.2), lambda: gaussian_blur(out, sigma), lambda: out)
     if config.noise_std > 0:
-        std = tf.random.uniform((batch, 1, 1, 1), 0.0, config.noise_std)
-        std = std * tf.cast(tf.random.uniform((batch, 1, 1, 1)) < 0.5, tf.float32)
-        out = out + std * tf.random.normal(tf.shape(out))
+        std = keras.random.uniform((batch, 1, 1, 1), 0.0, config.noise_std, seed=generator)
+        std = std * tf.cast(keras.random.uniform((batch, 1, 1, 1), seed=generator) < 0.5, tf.float32)
+        out = out + std * keras.random.normal(tf.shape(out), seed=generator)
     return tf.clip_by_value(out, 0.0, 255.0)
 
 
 def augment_batch_fn(augment: bool | str | AugmentConfig | None, *, seed: int = 0) -> Any:
-    """The batch function ``x -> augmented x`` for ``augment`` (geometry + exposure, then gamma/blur/noise), or None."""
+    """The batch function ``x -> augmented x`` for ``augment`` (geometry + exposure, then gamma/blur/noise), or None.
+
+    Every random draw comes from generators seeded by ``seed``: the same seed gives the same sequence of views.
+    """
+    import keras
     import tensorflow as tf
 
     config = resolve_augment(augment)
@@ -221,10 +229,11 @@ def augment_batch_fn(augment: bool | str | AugmentConfig | None, *, seed: int = 
         return None
     augmenter = augmentation_model(config, seed=seed)
     jitter = config.gamma > 0 or config.blur_sigma > 0 or config.noise_std > 0
+    generator = keras.random.SeedGenerator(seed + 7) if jitter else None
 
     def apply(x: Any) -> Any:
         x = tf.clip_by_value(augmenter(x, training=True), 0.0, 255.0)
-        return acquisition_jitter(x, config, seed=seed) if jitter else x
+        return acquisition_jitter(x, config, seed=generator) if jitter else x
 
     return apply
 

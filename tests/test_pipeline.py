@@ -115,3 +115,52 @@ def test_missing_labels_column_is_explained(small_frame: pd.DataFrame) -> None:
 def test_empty_split_selection_is_explained(small_frame: pd.DataFrame) -> None:
     with pytest.raises(ValueError, match="no images in split"):
         pipeline.select_split(small_frame, "test")
+
+
+def test_augment_presets_resolve_and_unknown_is_explained() -> None:
+    assert pipeline.resolve_augment(True) == pipeline.REFERENCE_AUGMENT
+    assert pipeline.resolve_augment("acquisition") == pipeline.ACQUISITION_AUGMENT
+    assert pipeline.resolve_augment(False) is None and pipeline.resolve_augment("none") is None
+    with pytest.raises(ValueError, match="acquisition"):
+        pipeline.resolve_augment("strongest")
+
+
+def test_acquisition_jitter_with_everything_off_is_the_identity() -> None:
+    images = np.random.default_rng(0).uniform(0, 255, (3, 16, 16, 1)).astype("float32")
+    off = pipeline.AugmentConfig(gamma=0.0, blur_sigma=0.0, noise_std=0.0)
+    np.testing.assert_array_equal(np.asarray(pipeline.acquisition_jitter(images, off)), images)
+
+
+def test_gamma_only_maps_black_and_white_to_themselves_and_keeps_order() -> None:
+    ramp = np.tile(np.linspace(0, 255, 16, dtype="float32"), (2, 16, 1))[..., None]
+    out = np.asarray(pipeline.acquisition_jitter(ramp, pipeline.AugmentConfig(gamma=0.6), seed=1))
+    np.testing.assert_allclose(out[:, :, 0, 0], 0.0, atol=1e-4)
+    np.testing.assert_allclose(out[:, :, -1, 0], 255.0, atol=1e-3)
+    assert (np.diff(out[0, 0, :, 0]) > 0).all()  # a power curve keeps the grey-level order
+
+
+def test_gaussian_blur_keeps_a_flat_image_and_the_mass_of_an_impulse() -> None:
+    flat = np.full((1, 20, 20, 1), 100.0, dtype="float32")
+    np.testing.assert_allclose(np.asarray(pipeline.gaussian_blur(flat, 1.5)), flat, rtol=1e-5)
+    impulse = np.zeros((1, 21, 21, 1), dtype="float32")
+    impulse[0, 10, 10, 0] = 255.0
+    blurred = np.asarray(pipeline.gaussian_blur(impulse, 1.0))
+    assert blurred.sum() == pytest.approx(255.0, rel=1e-4)
+    assert blurred[0, 10, 10, 0] == blurred.max() and blurred[0, 10, 10, 0] < 255.0 * 0.2
+
+
+def test_acquisition_augmentation_is_seeded_in_range_and_varies_per_batch(small_frame: pd.DataFrame) -> None:
+    import tensorflow as tf
+
+    images = pipeline.load_arrays(small_frame.head(8), img_size=48, channels=1)
+
+    def views(seed: int) -> list[np.ndarray]:
+        augment = pipeline.augment_batch_fn("acquisition", seed=seed)
+        dataset = tf.data.Dataset.from_tensor_slices(np.concatenate([images, images])).batch(8).map(augment)
+        return [batch.numpy() for batch in dataset]
+
+    first, again, other = views(3), views(3), views(4)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))  # same seed, same views
+    assert not all(np.array_equal(a, b) for a, b in zip(first, other))
+    assert not np.array_equal(first[0], first[1])  # a new draw for every batch of the same films
+    assert first[0].shape == images.shape and first[0].min() >= 0.0 and first[0].max() <= 255.0

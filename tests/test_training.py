@@ -237,3 +237,26 @@ def test_reevaluate_reproduces_the_card_from_stored_scores(tiny_run: training.Ru
     card = evaluation.reevaluate(folder)
     assert card["threshold"] == tiny_run.card["threshold"]
     assert card["metrics"] == tiny_run.card["metrics"]
+
+
+def test_robust_recipe_chooses_the_threshold_on_perturbed_validation_views(tmp_path: Path, data_root: Path) -> None:
+    cfg = _tiny_config(
+        tmp_path, data_root, model="cnn_deep", name="robust", epochs=1, augment="acquisition", normalize="per-image",
+        label_smoothing=0.1, threshold_views=2,
+    )
+    result = training.train(cfg)
+    views = pd.read_csv(result.folder / evaluation.THRESHOLD_VIEWS_FILE)
+    predictions = pd.read_csv(result.folder / "predictions.csv")
+    val = predictions[predictions["split"] == "val"]
+    assert len(views) == 3 * len(val) and sorted(views["view"].unique()) == [0, 1, 2]
+    # View 0 is the validation films as given: the same scores as predictions.csv.
+    as_given = views[views["view"] == 0].merge(val, on="path", suffixes=("", "_stored"))
+    np.testing.assert_allclose(as_given["score"], as_given["score_stored"], atol=1e-5)
+    assert not np.allclose(views[views["view"] == 1]["score"].to_numpy(), views[views["view"] == 0]["score"].to_numpy())
+    expected = metrics.choose_threshold(views["label"].to_numpy(), views["score"].to_numpy(), "specificity", target=0.95)
+    assert result.card["threshold"]["value"] == pytest.approx(expected)
+    assert "acquisition-perturbed views" in result.card["threshold"]["rule"]
+    config = result.card["training"]["config"]
+    assert config["augment"] == "acquisition" and config["normalize"] == "per-image" and config["label_smoothing"] == 0.1
+    assert not Path(config["data"]).is_absolute()  # cards carry project-relative paths
+    assert evaluation.reevaluate(result.folder)["threshold"]["value"] == pytest.approx(expected)

@@ -98,3 +98,24 @@ def test_unknown_architecture_and_too_small_input_are_explained() -> None:
 def test_mlp_has_no_convolution_to_explain() -> None:
     with pytest.raises(ValueError, match="no convolutional layer"):
         zoo.last_conv_layer_name(zoo.build_model("mlp", img_size=32))
+
+
+@pytest.mark.parametrize("architecture", ["cnn_deep", "mlp"])
+def test_per_image_normalisation_standardises_each_film_inside_the_model(architecture: str, tmp_path: Path) -> None:
+    """The layer computes (x/255 - mean) / sqrt(var + 1e-3) per film; so, whatever the weights, a film and the same
+    film with another exposure offset get the same score."""
+    model = zoo.build_model(architecture, img_size=64, normalize="per-image", seed=3)
+    film = np.random.default_rng(1).uniform(20, 200, (2, 64, 64, 1)).astype("float32")
+    standardize = keras.Model(model.input, model.get_layer(zoo.PREPROCESS_PREFIX + "standardize").output)
+    scaled = film / 255.0
+    mean = scaled.mean(axis=(1, 2, 3), keepdims=True)
+    expected = (scaled - mean) / np.sqrt(scaled.var(axis=(1, 2, 3), keepdims=True) + 1e-3)
+    np.testing.assert_allclose(np.asarray(standardize(film)), expected, atol=1e-4)
+    brighter = film + 40.0
+    np.testing.assert_allclose(model.predict(brighter, verbose=0), model.predict(film, verbose=0), atol=1e-5)
+    _roundtrip(model, tmp_path, film)
+
+
+def test_unknown_normalisation_is_explained() -> None:
+    with pytest.raises(ValueError, match="per-image"):
+        zoo.build_model("cnn_deep", img_size=64, normalize="z-score")
