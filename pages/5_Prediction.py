@@ -8,7 +8,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import config, explain, ood
+from core import config, explain, inversion, ood
 from core import predict as scoring
 from core.imaging import decode_xray, resize_for_display, to_uint8
 from ui import enter_through_app, load_scorer, pick_model, read_sample
@@ -28,13 +28,21 @@ def load_guard(model_dir: str):
 
 
 @st.cache_data(show_spinner="Reading and scoring…", max_entries=32)
-def score_files(model_dir: str, files: tuple[tuple[str, bytes], ...]) -> list[scoring.ImageResult]:
-    """Decode in memory and score every file; bad files come back with the decoder's message.
+def score_files(model_dir: str, files: tuple[tuple[str, bytes], ...], fix_inverted: bool = False) -> list[scoring.ImageResult]:
+    """Decode in memory, run the guard and score every file; bad files come back with the decoder's message.
+    With fix_inverted, films that look inverted are scored the right way up.
 
     Keyed on the model and the files' bytes only, so every session uploading the same files shares one scoring, and
     a new threshold re-scores nothing (the page applies it with `at_threshold`).
     """
-    return scoring.score_uploads(load_scorer(model_dir), list(files))
+    return scoring.score_uploads(load_scorer(model_dir), list(files), guard=True, calibration=load_guard(model_dir),
+                                 fix_inverted=fix_inverted)
+
+
+def model_input(model_dir: str, name: str, data: bytes, upright: bool):
+    """The model input of one file, turned the right way up when the guard did so for scoring."""
+    decoded = decode_xray(data, name=name)
+    return load_scorer(model_dir).prepare(inversion.invert(decoded) if upright else decoded)
 
 
 def at_threshold(results: list[scoring.ImageResult], threshold: float) -> list[scoring.ImageResult]:
@@ -43,37 +51,28 @@ def at_threshold(results: list[scoring.ImageResult], threshold: float) -> list[s
 
 
 @st.cache_data(show_spinner="Computing the heatmap…", max_entries=64)
-def explain_image(model_dir: str, name: str, data: bytes, method: str, target: str):
+def explain_image(model_dir: str, name: str, data: bytes, method: str, target: str, upright: bool = False):
     """Heatmap (H, W) in [0, 1] at the model input resolution for one file."""
-    scorer = load_scorer(model_dir)
-    return explain.explain(scorer.model, scorer.prepare(decode_xray(data, name=name)), method=method, target=target)
+    return explain.explain(load_scorer(model_dir).model, model_input(model_dir, name, data, upright), method=method, target=target)
 
 
 @st.cache_data(show_spinner="Testing the heatmap's faithfulness (one model pass per deletion step)…", max_entries=64)
-def deletion_test(model_dir: str, name: str, data: bytes, method: str, target: str):
-    """The deletion curve of the heatmap of one file."""
+def deletion_test(model_dir: str, name: str, data: bytes, method: str, target: str, upright: bool = False):
+    """The deletion curve (log-odds of the explained class) of the heatmap of one file."""
     scorer = load_scorer(model_dir)
-    heatmap = explain_image(model_dir, name, data, method, target)
-    return explain.deletion_curve(scorer.predict_batch, scorer.prepare(decode_xray(data, name=name)), heatmap, target=target)
-
-
-@st.cache_data(show_spinner="Checking whether the image looks like the training X-rays…", max_entries=64)
-def check_distribution(model_dir: str, name: str, data: bytes):
-    """The out-of-distribution verdict for one file, or None when the model has no calibration."""
-    calibration = load_guard(model_dir)
-    if calibration is None:
-        return None
-    return ood.check(load_scorer(model_dir), calibration, decode_xray(data, name=name), raw_bytes=data)
+    heatmap = explain_image(model_dir, name, data, method, target, upright)
+    return explain.deletion_curve(scorer.predict_batch, model_input(model_dir, name, data, upright), heatmap, target=target,
+                                  logit_batch=explain.logit_function(scorer.model))
 
 
 def deletion_figure(curve) -> go.Figure:
     """The deletion curve against the random-order reference."""
     figure = go.Figure()
-    figure.add_scatter(x=curve.fractions, y=curve.scores, mode="lines+markers", name=f"highlighted first (area {curve.area:.2f})")
-    figure.add_scatter(x=curve.fractions, y=curve.random_scores, mode="lines", name=f"random order (area {curve.random_area:.2f})",
+    figure.add_scatter(x=curve.fractions, y=curve.scores, mode="lines+markers", name=f"highlighted first (mean change {curve.area:+.2f})")
+    figure.add_scatter(x=curve.fractions, y=curve.random_scores, mode="lines", name=f"random order (mean change {curve.random_area:+.2f})",
                        line={"dash": "dash"})
     figure.update_layout(height=300, margin={"l": 10, "r": 10, "t": 30, "b": 10}, legend={"orientation": "h", "y": -0.3},
-                         xaxis_title="fraction of pixels blurred", yaxis_title="score of the explained class", yaxis_range=[0, 1])
+                         xaxis_title="fraction of pixels blurred", yaxis_title="log-odds of the explained class")
     return figure
 
 
@@ -113,8 +112,12 @@ if not files:
     st.info("Upload one or more X-rays, or switch to **Real samples**.")
     st.stop()
 
-results = at_threshold(score_files(model_dir, tuple(files)), threshold)
+fix_inverted = bool(st.session_state.get("prediction_fix_inverted", False))
+results = at_threshold(score_files(model_dir, tuple(files), fix_inverted), threshold)
 scored = [r for r in results if r.status == "ok"]
+if fix_inverted or any(r.verdict is not None and r.verdict.inverted for r in scored):
+    st.checkbox("Score films that look inverted (white lungs, dark bones) the right way up", key="prediction_fix_inverted",
+                help="A negative film, e.g. a MONOCHROME1 image exported without inversion, is scored with its grey scale reversed.")
 for result in results:
     if result.status == "error":
         st.error(f"**{result.name}** could not be scored. {result.error}")
@@ -143,14 +146,16 @@ st.write(result.sentence)
 for note in result.metadata.get("notes", []):  # what decoding did: bit depth rescaled, DICOM encoding inferred, ...
     st.info(note, icon="ℹ️")
 
-guard = check_distribution(model_dir, result.name, data)
-if guard is None:
-    st.info("The out-of-distribution guard is unavailable for this model (no ood.npz; create it with "
-            f"`python -m core.ood {entry.path.relative_to(config.PROJECT_ROOT) if entry.path.is_relative_to(config.PROJECT_ROOT) else entry.path}`).")
-elif guard.flagged:
+guard = result.verdict
+upright = bool(result.metadata.get("inverted_by_guard"))
+if guard.flagged:
     st.warning(guard.message(), icon="⚠️")
+elif guard.every_check_passed:  # the only place that reassures: every check ran, the model's own included, and passed
+    st.caption("Out-of-distribution guard: every check passed; the image looks like the validation X-rays this model was checked on.")
 else:
-    st.caption("Out-of-distribution guard: the image looks like the validation X-rays this model was checked on.")
+    st.info("The model-independent checks passed, but this model has no out-of-distribution calibration (no ood.npz; create it "
+            f"with `python -m core.ood {entry.path.relative_to(config.PROJECT_ROOT) if entry.path.is_relative_to(config.PROJECT_ROOT) else entry.path}`), "
+            "so it cannot be said that the image looks like the X-rays it was validated on.")
 
 methods = explain.available_methods(load_scorer(model_dir).model)
 if not methods:
@@ -166,7 +171,7 @@ if methods == ["smoothgrad"]:
     st.caption("This model has no convolutional layer, so only the pixel saliency (SmoothGrad) is available.")
 elif methods == ["gradcam"]:
     st.caption("This model is an ensemble: its heatmap is the mean of its convolutional members' Grad-CAMs.")
-heatmap = explain_image(model_dir, result.name, data, method, target_label.lower())
+heatmap = explain_image(model_dir, result.name, data, method, target_label.lower(), upright)
 
 
 # Shown at screen size: a 3000-px DICOM is shrunk and encoded once per full run, not on every opacity move.
@@ -193,12 +198,13 @@ st.markdown("**Can this heatmap be trusted?** (deletion test)")
 curve = None
 # On demand: one model pass per deletion step, for every upload of every user, is the page's most expensive part.
 if st.toggle("Run the deletion test on this heatmap (one model pass per deletion step)", key="prediction_deletion"):
-    curve = deletion_test(model_dir, result.name, data, method, target_label.lower())
+    curve = deletion_test(model_dir, result.name, data, method, target_label.lower(), upright)
     st.plotly_chart(deletion_figure(curve), width="stretch")
     verdict = curve.verdict()
     (st.success if verdict.startswith("Faithful") else st.warning if verdict.startswith("Not") else st.info)(verdict)
     st.caption(f"The most highlighted pixels are replaced step by step by a {curve.baseline}; a faithful heatmap makes the "
-               "score fall faster than replacing random pixels. Areas are relative to the starting score.")
+               "model's log-odds for the class fall faster than replacing random pixels (log-odds, not probabilities, so that a "
+               "confident score of 1.000 still shows what the blurring removed).")
 else:
     st.caption("Replaces the most highlighted pixels step by step and checks that the score falls faster than when "
                "random pixels are replaced. Off until asked for (it stays on for your next images).")
@@ -209,6 +215,7 @@ with st.expander("File information (non-identifying)"):
 extra = {"known_label": truths.get(result.name),
          "explanation": {"method": method, "target": target_label} | ({} if curve is None else {
              "deletion_area": curve.area, "random_deletion_area": curve.random_area, "faithful": curve.faithful}),
-         "out_of_distribution": None if guard is None else {"flagged": guard.flagged, "reasons": list(guard.reasons)}}
+         "out_of_distribution": {"status": guard.status, "flagged": guard.flagged, "reasons": list(guard.reasons),
+                                 "details": list(guard.details), "inverted": guard.inverted, "scored_upright": upright}}
 st.download_button("Download this result (JSON)", scoring.result_json(result, model=entry.name, threshold_source=threshold_source, extra=extra),
                    file_name=f"{result.name}.json", mime="application/json")

@@ -79,16 +79,74 @@ def test_gradcam_for_normal_is_the_complement_evidence(scorer: predict.Scorer, t
     assert np.all((raw_pos == 0) | (raw_neg == 0))
 
 
-def test_heatmap_peaks_inside_the_image_and_deletion_curve_falls(scorer: predict.Scorer, true_positive: np.ndarray) -> None:
-    heatmap = explain.explain(scorer.model, true_positive, method="gradcam")
-    row, col = np.unravel_index(np.argmax(heatmap), heatmap.shape)
-    assert 0.05 * 64 <= row <= 0.95 * 64 and 0.05 * 64 <= col <= 0.95 * 64
-    curve = explain.deletion_curve(scorer.predict_batch, true_positive, heatmap, steps=10)
+def _known_model(gain: float) -> object:
+    """A CNN with known weights: log-odds = gain * mean(relu(x / 255 - 0.5)) - 1 over a (32, 32, 1) input in [0, 255].
+
+    Its only convolution is that 1x1 'relu(x/255 - 0.5)', so its Grad-CAM is exactly that map (the head's gradient
+    is the same positive number everywhere): the heatmap of any input is known without training anything.
+    """
+    import keras
+
+    inputs = keras.Input((32, 32, 1), name="pixels")
+    conv = keras.layers.Conv2D(1, 1, activation="relu", name="bright")
+    pooled = keras.layers.GlobalAveragePooling2D(name="head_pool")(conv(inputs))
+    dense = keras.layers.Dense(1, activation="sigmoid", name="output")
+    model = keras.Model(inputs, dense(pooled))
+    conv.set_weights([np.full((1, 1, 1, 1), 1 / 255.0, np.float32), np.array([-0.5], np.float32)])
+    dense.set_weights([np.array([[gain]], np.float32), np.array([-1.0], np.float32)])
+    return model
+
+
+def _bright_square() -> np.ndarray:
+    """A grey (32, 32, 1) input with a white 8x8 square at rows 4-11, columns 18-25 (the only pixels above 127.5)."""
+    x = np.full((32, 32, 1), 100.0, np.float32)
+    x[4:12, 18:26] = 255.0
+    return x
+
+
+def test_gradcam_of_a_known_model_is_the_known_map_and_its_deletion_curve_falls() -> None:
+    model, x = _known_model(8.0), _bright_square()
+    heatmap = explain.explain(model, x, method="gradcam")
+    expected = np.zeros((32, 32), np.float32)
+    expected[4:12, 18:26] = 1.0
+    np.testing.assert_allclose(heatmap, expected, atol=1e-6)  # the layer is at input resolution: no upsampling
+    logits = explain.logit_function(model)(x[None])
+    assert logits[0] == pytest.approx(8.0 * 0.5 * 64 / 1024 - 1.0, abs=1e-5)  # gain * mean(relu) + bias
+    predict_batch = predict.scorer_from_model(model).predict_batch
+    curve = explain.deletion_curve(predict_batch, x, heatmap, steps=8, logit_batch=explain.logit_function(model))
     assert curve.fractions[0] == 0.0 and curve.fractions[-1] == 1.0
-    assert curve.scores[0] == pytest.approx(scorer.predict_batch(true_positive[None])[0], abs=1e-5)
+    assert curve.scores[0] == pytest.approx(logits[0], abs=1e-5)
     assert curve.scores[-1] == pytest.approx(curve.random_scores[-1], abs=1e-5)  # everything blurred either way
-    assert curve.scores[:6].min() < curve.scores[0]  # removing the most highlighted half lowers the score
-    assert curve.area < curve.random_area and curve.faithful
+    assert curve.scores[1] < curve.random_scores[1]  # the square goes first under the heatmap's order
+    assert curve.faithful and curve.verdict().startswith("Faithful")
+    normal = explain.deletion_curve(predict_batch, x, heatmap, steps=8, target="normal", logit_batch=explain.logit_function(model))
+    np.testing.assert_allclose(normal.scores, -curve.scores)  # the other class: the log-odds change sign
+    np.testing.assert_allclose(normal.probabilities, 1.0 - curve.probabilities, atol=1e-6)
+
+
+def test_deletion_test_stays_informative_at_a_saturated_prediction() -> None:
+    """gain 4000: P(pneumonia) is exactly 1.0 in float32 until most of the square is blurred, yet the log-odds fall."""
+    model, x = _known_model(4000.0), _bright_square()
+    heatmap = explain.explain(model, x, method="gradcam")
+    predict_batch = predict.scorer_from_model(model).predict_batch
+    curve = explain.deletion_curve(predict_batch, x, heatmap, steps=8, logit_batch=explain.logit_function(model))
+    assert curve.probabilities[0] == 1.0 and curve.random_probabilities[1] == 1.0  # saturated: probabilities say nothing
+    assert curve.scores[0] == pytest.approx(4000.0 * 0.5 * 64 / 1024 - 1.0, rel=1e-5)
+    assert curve.verdict().startswith("Faithful")
+    # the old probability scale could not tell the orders apart at the start: both curves begin flat at 1.0
+    assert curve.probabilities[0] == curve.random_probabilities[0] == 1.0
+
+
+def test_deletion_curve_on_the_trained_fixture_has_consistent_mechanics(scorer: predict.Scorer, true_positive: np.ndarray) -> None:
+    """What holds for any model: the curve starts at the model's own log-odds and both orders end fully blurred.
+    (Whether this tiny model's heatmap is faithful depends on what it learned; that is measured, not asserted.)"""
+    heatmap = explain.explain(scorer.model, true_positive, method="gradcam")
+    curve = explain.deletion_curve(scorer.predict_batch, true_positive, heatmap, steps=10, logit_batch=explain.logit_function(scorer.model))
+    probability = float(scorer.predict_batch(true_positive[None])[0])
+    assert curve.probabilities[0] == pytest.approx(probability, abs=1e-5)
+    assert curve.scores[0] == pytest.approx(np.log(probability / (1 - probability)), abs=1e-3)
+    assert curve.scores[-1] == pytest.approx(curve.random_scores[-1], abs=1e-4)
+    assert curve.area == pytest.approx(np.trapezoid(curve.scores - curve.scores[0], curve.fractions))
 
 
 def test_deletion_curve_known_answer() -> None:
@@ -97,15 +155,16 @@ def test_deletion_curve_known_answer() -> None:
     x[:16, :16, 0] = np.indices((16, 16)).sum(axis=0) % 2 * 255.0  # a checkerboard: pure detail, blurs to grey
 
     def predict_batch(batch: np.ndarray) -> np.ndarray:
-        return np.abs(batch[:, :16, :16, 0] - 127.5).mean(axis=(1, 2)) / 127.5
+        return np.abs(batch[:, :16, :16, 0] - 127.5).mean(axis=(1, 2)) / 127.5 * 0.98 + 0.01  # in [0.01, 0.99]
 
     right = np.zeros((32, 32), np.float32)
     right[:16, :16] = 1.0
     good = explain.deletion_curve(predict_batch, x, right, steps=4)
     wrong = explain.deletion_curve(predict_batch, x, 1.0 - right, steps=4)
-    assert good.scores[0] == pytest.approx(1.0)
-    assert good.scores[1] < 0.15  # the quadrant is a quarter of the image: gone after the first step
-    assert good.area < 0.8 * good.random_area and wrong.area > good.random_area
+    assert good.probabilities[0] == pytest.approx(0.99)
+    assert good.scores[0] == pytest.approx(np.log(0.99 / 0.01))  # log-odds computed from the probabilities
+    assert good.probabilities[1] < 0.15  # the quadrant is a quarter of the image: gone after the first step
+    assert good.area < good.random_area and wrong.area > good.random_area
     assert good.verdict().startswith("Faithful") and wrong.verdict().startswith("Not faithful")
 
 
