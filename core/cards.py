@@ -22,6 +22,7 @@ from core import config
 
 log = logging.getLogger(__name__)
 
+
 THRESHOLD_RULE = "specificity"
 THRESHOLD_TARGET = 0.95
 THRESHOLD_RULE_TEXT = "highest validation sensitivity with validation specificity >= {target:.2f}"
@@ -220,6 +221,17 @@ def write_artifacts(folder: Path, *, model: Any, card: dict, history: pd.DataFra
     predictions.to_csv(folder / "predictions.csv", index=False)  # full precision: the card agrees exactly
     (folder / "card.json").write_text(json.dumps(card, indent=2, default=json_default) + "\n")
     (folder / "card.md").write_text(render_card_markdown(card))
+
+
+def write_card(folder: Path, card: dict) -> None:
+    """Rewrite ``folder``'s card.json and card.md from ``card``, each through a temporary file and os.replace."""
+    for name, text in (
+        ("card.json", json.dumps(card, indent=2, default=json_default) + "\n"),
+        ("card.md", render_card_markdown(card)),
+    ):
+        tmp = folder / f".{name}.tmp"
+        tmp.write_text(text)
+        os.replace(tmp, folder / name)
 
 
 def json_default(value: Any) -> Any:

@@ -132,6 +132,73 @@ def reevaluate(folder: Path | str, *, n_resamples: int | None = None) -> dict:
     )
     card["threshold"]["value"] = threshold
     card["metrics"] = results
-    (folder / "card.json").write_text(json.dumps(card, indent=2, default=cards.json_default) + "\n")
-    (folder / "card.md").write_text(cards.render_card_markdown(card))
+    cards.write_card(folder, card)
     return card
+
+
+def add_threshold_views(
+    folder: Path | str, *, n_views: int = 4, data_root: str | Path | None = None, seed: int | None = None
+) -> dict:
+    """Score a trained model's validation films under ``n_views`` acquisition perturbations, then re-choose its
+    threshold on them (the card's rule) and rewrite the card; returns the new card.
+
+    Writes ``threshold_views.csv`` next to ``predictions.csv`` (atomically) and records the rule's new text. Only
+    validation films are scored; the test rows of ``predictions.csv`` are unchanged (their metrics are recomputed at
+    the new threshold). Raises ValueError when the model folder has no validation rows.
+    """
+    import os
+
+    from core import registry
+
+    folder = Path(folder)
+    card = registry.load_card(folder)
+    val = registry.load_predictions(folder, "val")
+    if val.empty:
+        raise ValueError(f"{folder} has no validation rows in predictions.csv; retrain it.")
+    root = Path(data_root or config.data_root())
+    frame = pd.DataFrame({"relpath": val["path"], "path": [str(root / p) for p in val["path"]], "label": val["label"]})
+    model = registry.load_keras_model(folder)
+    run_seed = int(card["training"]["config"].get("seed", 42)) if seed is None else seed
+    views = perturbed_view_scores(
+        model, frame, n_views=n_views, img_size=int(card["input"]["height"]), channels=int(card["input"]["channels"]),
+        seed=run_seed,
+    )
+    tmp = folder / f".{THRESHOLD_VIEWS_FILE}.tmp"
+    views.to_csv(tmp, index=False)
+    os.replace(tmp, folder / THRESHOLD_VIEWS_FILE)
+    base_rule = card["threshold"]["rule"].split(", on the validation films as given")[0]
+    card["threshold"]["rule"] = (
+        f"{base_rule}, on the validation films as given plus {n_views} acquisition-perturbed views of each "
+        "(zoom, shift, exposure, gamma, blur, noise)"
+    )
+    cards.write_card(folder, card)
+    return reevaluate(folder)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m core.evaluation``: re-evaluate model folders, optionally adding perturbed validation views."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m core.evaluation",
+        description="Recompute a model's threshold (chosen on validation only) and metrics from its stored scores.",
+    )
+    parser.add_argument("folders", nargs="+", help="model folders, e.g. models/cnn-deep-128")
+    parser.add_argument("--views", type=int, default=0,
+                        help="first score the validation films under this many acquisition-perturbed views and choose "
+                             "the threshold on them (writes threshold_views.csv)")
+    parser.add_argument("--data", default=None, help="dataset folder the stored paths are relative to (default: data/chest_xray)")
+    args = parser.parse_args(argv)
+    config.quiet_tensorflow()
+    for folder in args.folders:
+        try:
+            card = add_threshold_views(folder, n_views=args.views, data_root=args.data) if args.views else reevaluate(folder)
+        except (ValueError, OSError) as error:
+            print(f"{folder}: {error}")
+            return 2
+        print(f"{folder}: threshold {card['threshold']['value']:.4f} ({card['threshold']['rule']})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
