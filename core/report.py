@@ -8,8 +8,11 @@ from `core.metrics.roc_auc` on the validation split, the comparison rows from `c
 (bootstrap CIs), curves from `core.metrics` frames, natural frequencies from `core.metrics.per_population`.
 
 Decisions:
-- The recommended model is the available model with the highest ROC AUC on the VALIDATION split of its
-  predictions.csv (ties: fewer parameters, then name). The test split is only reported, never used to choose.
+- The recommended model is chosen on VALIDATION films only (docs/PREREGISTRATION.md): among the models whose
+  threshold was chosen on perturbed validation views (threshold_views.csv: the films as given plus
+  acquisition-perturbed views), the highest ROC AUC on those views, ties within 0.002 going to the smaller model;
+  when no model has such views, the highest ROC AUC on the validation split of predictions.csv (ties: fewer
+  parameters, then name). The test split is only reported, never used to choose.
 - The example X-rays are taken from the TEST split of the recommended model's predictions.csv at the card's
   threshold: for each of "correct detection" (true positive), "miss" (false negative) and "false alarm"
   (false positive), the case whose score is closest to that group's median score (ties: path). Typical cases,
@@ -91,39 +94,65 @@ _COLOURS = ("#1f6feb", "#d1242f", "#1a7f37", "#9a6700", "#8250df", "#bf3989", "#
 # --------------------------------------------------------------------------------------------------
 # Choosing the model and its examples
 # --------------------------------------------------------------------------------------------------
-def rank_models(models_dir: str | Path) -> pd.DataFrame:
-    """Every available model ranked by validation ROC AUC: columns model, display_name, val_roc_auc, parameters, threshold.
+RECOMMENDATION_TIE = 0.002
+"""Validation ROC AUCs closer than this count as a tie, won by the model with fewer parameters."""
 
-    Best first (ties: fewer parameters, then name). Unavailable models are left out (the registry logs why).
+
+def rank_models(models_dir: str | Path) -> pd.DataFrame:
+    """Every available model ranked on validation: columns model, display_name, val_roc_auc, val_views_roc_auc,
+    parameters, threshold.
+
+    ``val_views_roc_auc`` is the ROC AUC on the model's perturbed validation views (threshold_views.csv; NaN when
+    absent). Models with views come first, by that AUC, then the others by ``val_roc_auc`` (ties: fewer parameters,
+    then name). Unavailable and site-adapted models are left out (the registry logs why).
     """
+    from core import evaluation
+
     rows = []
     for entry in registry.list_models(models_dir):
         if not entry.available or entry.card.get("adapted"):  # adapted models (core.site) never give headline numbers
             continue
         val = registry.load_predictions(entry, split="val")
+        views_file = Path(entry.path) / evaluation.THRESHOLD_VIEWS_FILE
+        views_auc = math.nan
+        if views_file.is_file():
+            views = pd.read_csv(views_file)
+            views_auc = metrics.roc_auc(views["label"], views["score"])
         rows.append(
             {
                 "model": entry.name,
                 "display_name": entry.display_name,
                 "val_roc_auc": metrics.roc_auc(val["label"], val["score"]),
+                "val_views_roc_auc": views_auc,
                 "parameters": (entry.card.get("parameters") or {}).get("total") or math.inf,
                 "threshold": entry.threshold,
             }
         )
-    frame = pd.DataFrame(rows, columns=["model", "display_name", "val_roc_auc", "parameters", "threshold"])
-    frame = frame.sort_values(["val_roc_auc", "parameters", "model"], ascending=[False, True, True], kind="mergesort")
-    return frame.reset_index(drop=True)
+    columns = ["model", "display_name", "val_roc_auc", "val_views_roc_auc", "parameters", "threshold"]
+    frame = pd.DataFrame(rows, columns=columns)
+    frame["_no_views"] = frame["val_views_roc_auc"].isna()
+    frame["_key"] = frame["val_views_roc_auc"].fillna(frame["val_roc_auc"])
+    frame = frame.sort_values(
+        ["_no_views", "_key", "parameters", "model"], ascending=[True, False, True, True], kind="mergesort"
+    )
+    return frame.drop(columns=["_no_views", "_key"]).reset_index(drop=True)
 
 
 def recommend_model(models_dir: str | Path) -> registry.ModelEntry:
-    """The available model with the best VALIDATION ROC AUC; raise ValueError when there is none."""
+    """The recommended model, chosen on validation only (see the module docstring); ValueError when there is none."""
     ranking = rank_models(models_dir)
     if ranking.empty:
         raise ValueError(
             f"No usable trained model in {models_dir}; train the shipped models with `make models` "
             "or point PNEUMONIA_MODELS at a folder written by train.py."
         )
-    return registry.get_model(str(ranking["model"].iat[0]), models_dir)
+    with_views = ranking[ranking["val_views_roc_auc"].notna()]
+    if with_views.empty:
+        return registry.get_model(str(ranking["model"].iat[0]), models_dir)
+    best = float(with_views["val_views_roc_auc"].max())
+    tied = with_views[with_views["val_views_roc_auc"] >= best - RECOMMENDATION_TIE]
+    chosen = tied.sort_values(["parameters", "model"], kind="mergesort")["model"].iat[0]
+    return registry.get_model(str(chosen), models_dir)
 
 
 def pick_examples(predictions: pd.DataFrame, threshold: float, *, split: str = "test") -> pd.DataFrame:

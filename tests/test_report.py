@@ -240,3 +240,32 @@ def test_report_on_the_shipped_models_matches_their_predictions(tmp_path, data_r
     assert f"AUC {roc_auc_score(test['label'], test['score']):.3f}" in html_text
     assert f"it flags {100 * recall_score(test['label'], called):.0f} " in html_text
     assert f"it wrongly flags {100 * (1 - recall_score(test['label'], called, pos_label=0)):.0f} " in html_text
+
+
+def _write_views(folder: Path, labels: np.ndarray, scores: np.ndarray) -> None:
+    pd.DataFrame({"path": [f"v{i}.png" for i in range(len(labels))], "view": 1, "label": labels, "score": scores}).to_csv(
+        folder / "threshold_views.csv", index=False
+    )
+
+
+def test_recommendation_uses_perturbed_validation_views_and_breaks_ties_by_size(models_dir, tmp_path):
+    import shutil
+
+    folder = tmp_path / "models"
+    shutil.copytree(models_dir, folder)
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    # "weak" (worse on the validation films as given) holds up better under perturbation: it is recommended.
+    _write_views(folder / "weak", labels, np.array([0.1, 0.2, 0.3, 0.7, 0.8, 0.9]))  # AUC 1.0
+    _write_views(folder / "strong", labels, np.array([0.1, 0.8, 0.3, 0.7, 0.2, 0.9]))  # AUC 5/9
+    ranking = report.rank_models(folder)
+    assert list(ranking["model"]) == ["weak", "strong"]
+    assert ranking["val_views_roc_auc"].tolist() == pytest.approx(
+        [roc_auc_score(labels, [0.1, 0.2, 0.3, 0.7, 0.8, 0.9]), roc_auc_score(labels, [0.1, 0.8, 0.3, 0.7, 0.2, 0.9])]
+    )
+    assert report.recommend_model(folder).name == "weak"
+    # A tie on the views (within 0.002) goes to the model with fewer parameters.
+    _write_views(folder / "strong", labels, np.array([0.1, 0.2, 0.3, 0.7, 0.8, 0.9]))
+    card = json.loads((folder / "weak" / "card.json").read_text())
+    card["parameters"]["total"] = 10**6
+    (folder / "weak" / "card.json").write_text(json.dumps(card))
+    assert report.recommend_model(folder).name == "strong"
