@@ -249,12 +249,14 @@ def audit_section() -> None:
         return
     st.subheader("Trivial baselines: the film shrunk to a few grey squares")
     baselines = pd.DataFrame(found["baselines"]).rename(columns={
-        "size": "thumbnail (px per side)", "features": "numbers per film",
+        "variant": "made from", "size": "thumbnail (px per side)", "features": "numbers per film",
         "val_roc_auc": "ROC AUC (VALIDATION)", "test_roc_auc": "ROC AUC (TEST)"})
     st.dataframe(baselines[[c for c in baselines.columns if not c.endswith("_n")]], hide_index=True, key="audit_baselines")
-    st.caption("Logistic regression on the grey pixels of the thumbnail, fitted on the train split. A high validation "
-               "AUC from 16 numbers means coarse brightness and layout already separate the classes in the training "
-               "distribution: a model can score well there without reading the lungs.")
+    st.caption("Logistic regression on the grey pixels of the thumbnail, fitted on the train split. Made from: the "
+               "whole film; the film after histogram equalisation (global brightness and contrast removed); the central "
+               "half of each side only (lungs and mediastinum); the edges only (central half blacked out). A high "
+               "validation AUC from 16 numbers means coarse brightness and layout already separate the classes in the "
+               "training distribution: a model can score well there without reading the lungs.")
     st.subheader("How the test films differ from the validation films")
     domain = found.get("domain", {})
     cols = st.columns(max(1, len(domain)))

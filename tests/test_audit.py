@@ -69,6 +69,19 @@ def test_thumbnail_baselines_match_a_scikit_learn_fit():
     assert row["test_roc_auc"] == pytest.approx(roc_auc_score(labels[200:], model.predict_proba(X[200:])[:, 1]))
 
 
+def test_thumbnail_variants_on_known_pixels():
+    film = np.full((8, 8), 200, np.uint8)
+    film[:, :4] = 50
+    assert np.array_equal(audit.thumbnail_variant(film, "film"), film)
+    equalised = audit.thumbnail_variant(film, "equalised")
+    assert set(np.unique(equalised)) == {0, 255}  # two grey levels, each half the pixels: spread to the extremes
+    assert np.array_equal(audit.thumbnail_variant(film, "centre"), film[2:6, 2:6])
+    edges = audit.thumbnail_variant(film, "edges")
+    assert (edges[2:6, 2:6] == 0).all() and edges[0, 7] == 200 and edges[7, 0] == 50
+    with pytest.raises(ValueError, match="variant"):
+        audit.thumbnail_variant(film, "nope")
+
+
 def test_domain_classifier_finds_the_statistic_that_moved():
     rng = np.random.default_rng(6)
     n = 400
@@ -291,15 +304,17 @@ def test_write_card_refuses_a_folder_without_card(tmp_path):
 
 
 def test_plain_findings_speak_in_natural_frequencies():
-    dataset = {"baselines": [{"size": 4, "features": 16, "val_roc_auc": 0.95, "test_roc_auc": 0.88}],
+    dataset = {"baselines": [{"size": 4, "features": 16, "val_roc_auc": 0.95, "test_roc_auc": 0.88},
+                             {"variant": "edges", "size": 8, "features": 64, "val_roc_auc": 0.98}],
                "domain": {"normal": {"roc_auc": 0.9, "profile": [
                    {"words": "framing", "test_normals_move_towards_pneumonia": True}]}}}
     model = {"splits": {"val": {"robust": False, "failing": ["zoom_in_15"], "table": [
         {"name": "zoom_in_15", "description": "zoom in 15 %", "goal": True, "delta_specificity": -0.3}]}}}
     sentences = audit.plain_findings(dataset, "Model X", model)
     assert "4×4" in sentences[0] and "0.95" in sentences[0]
-    assert "framing" in sentences[1]
-    assert "30 more of every 100 healthy children" in sentences[2]
+    assert "only its edges" in sentences[1] and "0.98" in sentences[1]
+    assert "framing" in sentences[2]
+    assert "30 more of every 100 healthy children" in sentences[3]
 
 
 def test_command_line_help():
@@ -316,7 +331,8 @@ def test_dataset_audit_on_a_small_real_subset_and_its_cache(data_root, tmp_path,
     index = data.load_index(data_root)
     small = pd.concat([rows.sort_values("relpath").head(24) for _, rows in index.groupby(["split", "label"])])
     found = audit.compute_dataset_audit(small, models_dir=tmp_path / "no-models", folds=3, repeats=2)
-    assert [row["size"] for row in found["baselines"]] == list(audit.THUMBNAIL_SIZES)
+    assert [(row["variant"], row["size"]) for row in found["baselines"]] == [
+        (variant, size) for variant in audit.THUMBNAIL_VARIANTS for size in audit.THUMBNAIL_SIZES]
     assert all(0.0 <= row["val_roc_auc"] <= 1.0 and row["test_n"] == 48 for row in found["baselines"])
     assert set(found["domain"]) == {"all", "normal"}
     normal = found["domain"]["normal"]
