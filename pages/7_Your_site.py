@@ -72,13 +72,15 @@ def drift_figure(result: dict) -> go.Figure:
     """Score distributions of the site films beside the model's validation films, per class."""
     drift = result["drift"]
     figure = go.Figure()
+    colours = {("validation", 0): "#54aeff", ("validation", 1): "#0550ae", ("your site", 0): "#fb8f44", ("your site", 1): "#a40e26"}
     for scores, labels, where in ((drift["val_scores"], drift["val_labels"], "validation"),
                                   (drift["site_scores"], drift["site_labels"], "your site")):
         for label, name in enumerate(config.CLASS_NAMES):
             chosen = scores[labels == label]
             if len(chosen):
                 figure.add_histogram(x=chosen, name=f"{where} · {name} ({len(chosen)})", histnorm="probability",
-                                     xbins={"start": 0, "end": 1, "size": 0.05}, opacity=0.55)
+                                     xbins={"start": 0, "end": 1, "size": 0.05}, opacity=0.5,
+                                     marker_color=colours[(where, label)])
     figure.add_vline(x=result["threshold"], line_dash="dash", annotation_text="card threshold")
     figure.update_layout(barmode="overlay", height=340, margin={"l": 10, "r": 10, "t": 30, "b": 10},
                          xaxis_title="probability of pneumonia", yaxis_title="share of films", legend={"orientation": "h", "y": -0.3})

@@ -40,7 +40,11 @@ def test_site_zip_gives_metrics_and_a_site_operating_point_for_the_prediction_pa
         auc = float(metric_value(page, "ROC AUC (site)"))
         assert 0.0 <= auc <= 1.0
         assert page.get_by_text("95% CI").count() >= 8
-        assert page.locator(".js-plotly-plot").count() >= 2  # curves and the drift picture
+        charts = page.locator('[data-testid="stPlotlyChart"]')
+        assert charts.count() == 2  # the curves and the drift picture
+        for i in range(2):  # plotly draws a chart once it is scrolled into view
+            charts.nth(i).scroll_into_view_if_needed()
+            charts.nth(i).locator(".main-svg").first.wait_for(state="visible", timeout=60_000)
         page.get_by_role("button", name="Use this site operating point on the Prediction page").click()
         wait_until_idle(page)
         page.screenshot(path=str(artifacts_dir / "site.png"), full_page=True)
