@@ -251,7 +251,17 @@ def audit_section() -> None:
     baselines = pd.DataFrame(found["baselines"]).rename(columns={
         "variant": "made from", "size": "thumbnail (px per side)", "features": "numbers per film",
         "val_roc_auc": "ROC AUC (VALIDATION)", "test_roc_auc": "ROC AUC (TEST)"})
-    st.dataframe(baselines[[c for c in baselines.columns if not c.endswith("_n")]], hide_index=True, key="audit_baselines")
+    long = baselines.melt(id_vars=["made from", "thumbnail (px per side)"], value_vars=["ROC AUC (VALIDATION)", "ROC AUC (TEST)"],
+                          var_name="split", value_name="ROC AUC")
+    long["thumbnail"] = long["thumbnail (px per side)"].map(lambda side: f"{side}×{side}")
+    figure = px.bar(long, x="thumbnail", y="ROC AUC", color="split", barmode="group", facet_col="made from", text_auto=".2f",
+                    color_discrete_map={"ROC AUC (VALIDATION)": "#1971c2", "ROC AUC (TEST)": "#e8590c"})
+    figure.update_yaxes(range=[0.5, 1.0])
+    figure.for_each_annotation(lambda annotation: annotation.update(text=annotation.text.split("=")[-1]))
+    figure.update_layout(height=340, margin=dict(t=60, b=10), legend_title_text="", legend=dict(orientation="h", y=1.18))
+    st.plotly_chart(figure, width="stretch", key="audit_baselines_chart")
+    with st.expander("Baselines as a table"):
+        st.dataframe(baselines[[c for c in baselines.columns if not c.endswith("_n")]], hide_index=True, key="audit_baselines")
     st.caption("Logistic regression on the grey pixels of the thumbnail, fitted on the train split. Made from: the "
                "whole film; the film after histogram equalisation (global brightness and contrast removed); the central "
                "half of each side only (lungs and mediastinum); the edges only (central half blacked out). A high "
