@@ -58,10 +58,40 @@ def model_entries() -> list[registry.ModelEntry]:
     return _listed_models(models_dir, registry.models_signature(models_dir))
 
 
+def _keep_keras_state_between_reruns() -> None:
+    """Stop Streamlit from resetting Keras after every script run, in this (dashboard) process.
+
+    After each run of any page, Streamlit calls `keras.backend.clear_session()` once Keras is imported (to free models
+    a script built): a full garbage collection (~0.9 s of CPU holding the GIL with TensorFlow loaded) and a cleared
+    TensorFlow kernel cache, so the next session's model calls rebuild their kernels (~180 ms instead of ~5 ms each).
+    Under eight concurrent uploads that is most of the server's work. The dashboard's scripts build no model: models are
+    loaded once and shared (st.cache_resource), so only that call is skipped; any other caller gets the real function.
+    """
+    import sys
+
+    import keras
+
+    original = keras.backend.clear_session
+    if getattr(original, "skips_streamlit_cleanup", False):
+        return
+
+    def clear_session(*args, **kwargs):
+        caller = sys._getframe(1).f_code
+        if caller.co_name == "_clean_problem_modules" and "streamlit" in caller.co_filename:
+            return None
+        return original(*args, **kwargs)
+
+    clear_session.skips_streamlit_cleanup = True
+    clear_session.__doc__ = original.__doc__
+    keras.backend.clear_session = clear_session
+
+
 @st.cache_resource(show_spinner="Loading the model…")
 def load_scorer(model_dir: str) -> scoring.Scorer:
     """One Scorer per model, shared by every session and every page (thread-safe)."""
-    return scoring.load_scorer(model_dir)
+    scorer = scoring.load_scorer(model_dir)
+    _keep_keras_state_between_reruns()
+    return scorer
 
 
 @st.cache_data(show_spinner=False)

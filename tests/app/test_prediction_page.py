@@ -137,3 +137,21 @@ def test_opacity_and_threshold_changes_recompute_nothing_and_sessions_share_work
     other.session_state["operating_point"] = {"model": "tiny_cnn", "threshold": 0.99, "source": "test"}
     other.run()
     assert calls == after_upload and any(m.label == "Decision at threshold 0.990" for m in other.metric)
+
+
+def test_reruns_keep_keras_and_tensorflow_state(models_root: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Streamlit's reset of Keras after every script run (a full garbage collection and a cleared TensorFlow kernel
+    cache, so the next model call rebuilds its kernels) is skipped in the dashboard; other callers still reset."""
+    import keras
+    from tensorflow.python.eager import context
+
+    cleared = []
+    original = context.Context.clear_kernel_cache
+    monkeypatch.setattr(context.Context, "clear_kernel_cache", lambda self: cleared.append(1) or original(self))
+    at = _upload(_open_page(), ("x.jpeg", (data_root / PNEUMONIA_FILE).read_bytes()))
+    at.slider(key="prediction_opacity").set_value(0.7).run()
+    at.toggle(key="prediction_deletion").set_value(True).run()
+    assert not at.exception, at.exception
+    assert not cleared, "a rerun reset Keras and TensorFlow's kernel cache"
+    keras.backend.clear_session()
+    assert cleared
