@@ -628,24 +628,29 @@ def load_dataset_audit(root: str | os.PathLike | None = None) -> dict[str, Any] 
 # --------------------------------------------------------------------------------------------- model audit
 
 
+def score_films(scorer: Any, films: np.ndarray, *, batch_size: int = BATCH_SIZE) -> np.ndarray:
+    """P(pneumonia) (N,) of uint8 films (N, H, W) with a scorer (`predict_batch` and `channels`, a core.predict.Scorer)."""
+    if len(films) == 0:
+        return np.zeros((0,), np.float32)
+    return np.concatenate([scorer.predict_batch(to_model_input(films[i: i + batch_size], scorer.channels))
+                           for i in range(0, len(films), batch_size)])
+
+
 def perturbation_table(scorer: Any, films: np.ndarray, labels: np.ndarray, threshold: float, *,
                        chosen: Sequence[perturbations.Perturbation] = perturbations.PERTURBATIONS,
-                       batch_size: int = BATCH_SIZE) -> list[dict[str, Any]]:
+                       batch_size: int = BATCH_SIZE, reference: np.ndarray | None = None) -> list[dict[str, Any]]:
     """Score the films (N, H, W) uint8 as given and under each perturbation; one row per perturbation.
 
     `scorer` has `predict_batch((N, H, W, C) float32 [0, 255]) -> (N,)` and `channels` (a core.predict.Scorer).
     Each row: name, description, goal, the metrics of `perturbation_effect` and `passed` (for goal perturbations:
-    |delta sensitivity| and |delta specificity| <= ROBUSTNESS_TOLERANCE).
+    |delta sensitivity| and |delta specificity| <= ROBUSTNESS_TOLERANCE). `reference`: the films' scores as given,
+    when already computed (`score_films`).
     """
-    def score(batch: np.ndarray) -> np.ndarray:
-        return np.concatenate([scorer.predict_batch(to_model_input(batch[i: i + batch_size], scorer.channels))
-                               for i in range(0, len(batch), batch_size)])
-
-    reference = score(films)
+    reference = score_films(scorer, films, batch_size=batch_size) if reference is None else np.asarray(reference)
     rows = []
     for perturbation in chosen:
         moved = np.stack([perturbation.apply(film) for film in films])
-        effect = perturbation_effect(labels, reference, score(moved), threshold)
+        effect = perturbation_effect(labels, reference, score_films(scorer, moved, batch_size=batch_size), threshold)
         passed = None
         if perturbation.goal:
             passed = bool(abs(effect["delta_sensitivity"]) <= perturbations.ROBUSTNESS_TOLERANCE + 1e-12
@@ -715,9 +720,8 @@ def model_audit(model_dir: str | os.PathLike, data_root: str | os.PathLike | Non
         sample = balanced_sample(index, split, per_class=per_class, seed=seed)
         films = load_films(sample["path"].tolist(), scorer.height, scorer.width)
         labels = sample["label"].to_numpy()
-        table = perturbation_table(scorer, films, labels, threshold)
-        reference = np.concatenate([scorer.predict_batch(to_model_input(films[i: i + BATCH_SIZE], scorer.channels))
-                                    for i in range(0, len(films), BATCH_SIZE)])
+        reference = score_films(scorer, films)
+        table = perturbation_table(scorer, films, labels, threshold, reference=reference)
         entry: dict[str, Any] = {"n": int(len(sample)), "per_class": int(len(sample) // 2), "seed": int(seed), "table": table}
         goal_rows = [row for row in table if row["goal"]]
         entry["robust"] = bool(all(row["passed"] for row in goal_rows))
