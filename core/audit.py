@@ -891,7 +891,7 @@ def _print_model(audit: dict[str, Any]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: `data` (dataset audit) or `model MODEL_DIR` (one model's audit)."""
-    parser = argparse.ArgumentParser(prog="python -m core.audit", description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="python -m core.audit", description=__doc__.split("**Dataset level**")[0].strip(),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     data_cmd = commands.add_parser("data", help="trivial thumbnail baselines + domain classifier (validation vs test films)")

@@ -347,3 +347,8 @@ def test_dataset_audit_on_a_small_real_subset_and_its_cache(data_root, tmp_path,
     monkeypatch.setattr(audit, "compute_dataset_audit", lambda *a, **k: pytest.fail("recomputed despite the cache"))
     assert audit.dataset_audit(data_root) == found
     assert audit.load_dataset_audit(tmp_path / "missing-folder") is None
+
+
+def test_command_line_refuses_a_folder_without_a_model(tmp_path, caplog):
+    assert audit.main(["model", str(tmp_path)]) == 1
+    assert "No model.keras" in caplog.text
