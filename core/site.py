@@ -86,7 +86,8 @@ class SiteFilm:
         """The file's bytes (from memory for uploads, from disk for folders)."""
         if self.data is not None:
             return self.data
-        assert self.path is not None
+        if self.path is None:
+            raise ValueError(f"Film {self.name} has neither bytes nor a file path; build it with read_site.")
         return self.path.read_bytes()
 
 

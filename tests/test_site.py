@@ -366,3 +366,21 @@ def test_patient_tags_of_a_dicom_in_the_set_never_reach_the_results(kaggle_folde
     assert not leaks(site_check.json_bytes(report))
     assert not leaks("\n".join(site_check.format_result(r) for r in report.results))
     assert not leaks(caplog.text) and not leaks(capsys.readouterr().out)
+
+
+def test_batchnorm_reestimation_reaches_frozen_layers_inside_a_nested_backbone():
+    import keras
+
+    keras.utils.set_random_seed(2)
+    inner_inputs = keras.Input((4,))
+    inner = keras.Model(inner_inputs, keras.layers.BatchNormalization(name="inner_bn")(keras.layers.Dense(3)(inner_inputs)),
+                        name="backbone")
+    inner.trainable = False  # like a frozen ImageNet backbone: its BatchNorm runs in inference mode
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(inner(inputs)))
+    films = np.random.default_rng(1).normal(5.0, 3.0, size=(25, 4)).astype(np.float32)
+    site_check.reestimate_batchnorm(model, [films])
+    bn = inner.get_layer("inner_bn")
+    hidden = films @ inner.layers[1].kernel.numpy() + inner.layers[1].bias.numpy()
+    np.testing.assert_allclose(bn.moving_mean.numpy(), hidden.mean(axis=0), rtol=1e-5, atol=1e-5)
+    assert bn.trainable is False and inner.trainable is False  # flags restored
