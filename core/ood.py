@@ -842,6 +842,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.add_argument("--extra", action="append", default=[], metavar="NAME=FOLDER",
                             help="another folder of films the guard should flag, e.g. 'site adults=/data/adults'")
         parser.add_argument("--no-write", action="store_true", help="print only; leave the model cards untouched")
+        parser.add_argument("--json", default=None, metavar="PATH", help="also write every model's guard section to this JSON file")
         args = parser.parse_args(argv[1:])
         extra = {}
         for item in args.extra:
@@ -867,6 +868,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                             f"; {'missed' if row['should_flag'] else 'false alarms'}: {', '.join(missed[:10])}" if missed else "")
         if guards:
             print(guard_table(guards))
+        if args.json:
+            Path(args.json).write_text(json.dumps(guards, indent=2, default=str))
         return 1 if failed else 0
     parser = argparse.ArgumentParser(prog="python -m core.ood", description=(
         "Calibrate the out-of-distribution guard on validation images. Also: 'python -m core.ood evaluate MODEL...' "

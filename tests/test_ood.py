@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import cv2
@@ -107,3 +108,99 @@ def test_calibration_of_another_model_version_is_not_used(calibrated: tuple[pred
 def test_missing_validation_images_give_an_actionable_error(tiny_cnn_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="--data-root"):
         ood.validation_files(tiny_cnn_dir, tmp_path)
+
+
+# --------------------------------------------------------------------------------------------- the whole guard
+
+FIELD_CASES = Path(__file__).resolve().parent / "data" / "field_cases"
+
+
+def test_chest_film_check_on_known_inputs_and_committed_asset(data_root: Path) -> None:
+    flat = np.full((64, 64), 0.5, np.float32)
+    assert np.all(ood.orientation_histograms(flat) == 0.0)  # no gradient, no orientation
+    stripes = np.zeros((64, 64), np.float32)
+    stripes[:, ::4] = 1.0  # vertical edges only: horizontal gradients, orientation bin 0
+    histograms = ood.orientation_histograms(stripes).reshape(8, 8, 9)
+    assert np.all(histograms[2:6, 2:6, 0] > 0.9) and np.all(histograms[2:6, 2:6, 1:] < 1e-6)
+    assert ood.chest_film_features(flat).shape == (832,)
+    model = ood.load_chest_film()
+    assert model.info["trained_on"].startswith("train split") and model.info["quantile"] == ood.CHEST_FILM_QUANTILE
+    # a test film (never fitted on) is a typical chest film; the same film turned a quarter turn is not
+    film = decode_xray(data_root / "test" / "NORMAL" / "IM-0001-0001.jpeg").pixels
+    assert model.distance(ood.chest_film_features(film))[0] <= model.threshold
+    assert model.distance(ood.chest_film_features(np.rot90(film)))[0] > model.threshold
+
+
+def test_chest_film_fit_round_trips_and_refuses_too_few_films(data_root: Path, tmp_path: Path) -> None:
+    files = sorted((data_root / "train" / "NORMAL").glob("*.jpeg"))[:90]
+    features = np.stack([ood.chest_film_features(decode_xray(f)) for f in files])
+    model = ood.fit_chest_film(features)
+    assert model.info["n_films"] == 90 and model.scale.shape == (4,) and model.threshold > 0
+    again = ood.ChestFilmModel.load(model.save(tmp_path / "chest_film.npz"))
+    np.testing.assert_allclose(again.distance(features[:3]), model.distance(features[:3]))
+    assert np.mean(model.distance(features) <= model.threshold) >= 0.9  # the films it was fitted on look like themselves
+    with pytest.raises(ValueError, match="training films"):
+        ood.fit_chest_film(features[:20])
+
+
+def test_guard_flags_the_field_cases_with_reasons(tiny_cnn_dir: Path) -> None:
+    scorer = predict.load_scorer(tiny_cnn_dir)  # no ood.npz: the model-independent checks only
+    negative = ood.assess(scorer, None, decode_xray(FIELD_CASES / "negative_film_normal_IM-0015.png"))
+    assert negative.flagged and negative.inverted and negative.reasons[0] == "inverted (negative film)"
+    assert "looks inverted (white lungs, dark bones)" in negative.message()
+    for name in ("adult_pa_nih_00027426_000.png", "dicom_extremity_not_chest.dcm"):
+        verdict = ood.assess(scorer, None, decode_xray(FIELD_CASES / name))
+        assert verdict.flagged and "out of distribution: not like the paediatric chest films" in verdict.reasons, name
+        assert verdict.chest_film_distance > verdict.chest_film_threshold
+        assert "does not look like the chest X-rays" in verdict.message() and not verdict.every_check_passed
+    assert not ood.assess(scorer, None, decode_xray(FIELD_CASES / "dicom_extremity_not_chest.dcm")).inverted
+    photo = _colour_photo()
+    verdict = ood.assess(scorer, None, decode_xray(photo, name="holiday.jpg"), raw_bytes=photo)
+    assert "colour image" in verdict.reasons
+    small = ood.assess(scorer, None, np.full((40, 40), 0.5, np.float32))
+    assert "smaller than the model input" in small.reasons  # 40 px < the 64-px input
+
+
+def test_guard_status_needs_every_check_to_reassure(calibrated: tuple[predict.Scorer, Path], data_root: Path) -> None:
+    scorer, folder = calibrated
+    calibration = ood.load_calibration(folder)
+    film = decode_xray(data_root / "test" / "NORMAL" / "IM-0001-0001.jpeg")
+    without = ood.assess(scorer, None, film)
+    assert without.status == ood.VERDICT_PARTIAL and not without.every_check_passed and not without.flagged
+    assert "no model-specific check (no ood.npz)" in without.reasons
+    with_check = ood.assess(scorer, calibration, film)
+    assert with_check.model_check is not None
+    assert with_check.every_check_passed == (not with_check.model_check.flagged)  # whatever this tiny model learned
+    noted = dataclasses.replace(film, metadata={**film.metadata, "notes": ["16-bit PNG holding 12-bit values (...)"]})
+    verdict = ood.assess(scorer, None, noted)
+    assert "bit depth rescaled" in verdict.reasons and verdict.row()["guard_details"].endswith("(...)")
+    assert ood.note_codes(["The file holds 3 frames; the first one is shown and scored.", "something else"]) == [
+        "first frame of several", "decoding note"]
+    batch, verdicts = ood.assess_many(scorer, calibration, [film, noted])
+    assert [v.model_check.feature_distance for v in verdicts] == pytest.approx([with_check.model_check.feature_distance] * 2)
+
+
+def test_evaluate_writes_the_guard_into_the_card(calibrated: tuple[predict.Scorer, Path], data_root: Path, tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    _, folder = calibrated
+    copy = tmp_path / "tiny_cnn"
+    shutil.copytree(folder, copy)
+    (copy / "card.md").write_text("# Tiny test CNN\n")
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    shutil.copy(FIELD_CASES / "adult_pa_nih_00027426_000.png", extra)
+    assert ood.main(["evaluate", str(copy), "--data-root", str(data_root), "--extra", f"site adults={extra}"]) == 0
+    guard = json.loads((copy / "card.json").read_text())["guard"]
+    rows = {row["set"]: row for row in guard["sets"]}
+    assert rows["site adults"]["n"] == 1 and rows["site adults"]["flagged"] == 1
+    assert rows["validation films"]["n"] == 120 and not rows["validation films"]["should_flag"]
+    assert rows["validation films inverted"]["derived"] and rows["adult films rotated 90 degrees"]["derived"]
+    assert guard["false_alarm_rate_validation"] == rows["validation films"]["rate"]
+    real = [r for r in guard["sets"] if r["should_flag"] and not r["derived"]]
+    assert guard["detection_rate_real_out_of_distribution"] == pytest.approx(sum(r["flagged"] for r in real) / sum(r["n"] for r in real), abs=1e-4)
+    markdown = (copy / "card.md").read_text()
+    assert markdown.startswith("# Tiny test CNN") and markdown.count(ood.GUARD_MD_START) == 1
+    ood.write_guard_card(copy, guard)  # a second run replaces the section
+    assert (copy / "card.md").read_text().count("## Out-of-distribution guard") == 1
