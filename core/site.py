@@ -25,7 +25,6 @@ whose card says what it was adapted on; the source model is never changed.
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as _dt
 import hashlib
 import io
@@ -140,8 +139,7 @@ def _label_from_parts(parts: Sequence[str]) -> int | None:
 def _parse_label(value: object) -> int | None:
     """0/1 from a CSV cell ('0', '1', 'NORMAL', 'PNEUMONIA', any case), None when it is none of these."""
     text = str(value).strip().lower()
-    if text.endswith(".0"):
-        text = text[:-2]
+    text = text.removesuffix(".0")
     return _LABEL_WORDS.get(text)
 
 
@@ -438,7 +436,7 @@ def _describe_rule(rule: str, target: float | None) -> str:
 
 def _counts(labels: np.ndarray, groups: np.ndarray) -> dict:
     """films, patients and films per class of a subset."""
-    return {"films": int(len(labels)), "patients": int(len(np.unique(groups))),
+    return {"films": len(labels), "patients": len(np.unique(groups)),
             **{name: int(np.count_nonzero(labels == i)) for i, name in enumerate(config.CLASS_NAMES)}}
 
 
@@ -485,8 +483,8 @@ def validate_model(scores: SiteScores, entry: registry.ModelEntry, *, n_resample
         result["curves"] = {"roc": metrics.roc_curve_frame(y, s), "pr": metrics.pr_curve_frame(y, s),
                             "calibration": metrics.calibration_frame(y, s)}
     flags = frame["ood"]
-    result["ood"] = {"checked": int(flags.notna().sum()), "flagged": int((flags == True).sum()),  # noqa: E712
-                     "passed": int((flags == False).sum()), "guard": bool(flags.notna().any())}  # noqa: E712
+    result["ood"] = {"checked": int(flags.notna().sum()), "flagged": int((flags == True).sum()),
+                     "passed": int((flags == False).sum()), "guard": bool(flags.notna().any())}
     val = registry.load_predictions(entry, split="val")
     all_scores = frame["score"].to_numpy(dtype=float)
     ks = ks_2samp(all_scores, val["score"].to_numpy()) if len(all_scores) else None
@@ -556,7 +554,7 @@ class SiteReport:
     patients_from: str
     labels_from: str
     results: list[dict]
-    created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    created: str = field(default_factory=lambda: _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
 
     def to_dict(self) -> dict:
         """Plain JSON-ready dict (curves as lists of records, score arrays as lists)."""
@@ -579,6 +577,20 @@ class SiteReport:
                       "problems": [{"name": p.name, "reason": p.reason} for p in self.problems], "results": self.results})
 
 
+def summary_frame(report: SiteReport) -> pd.DataFrame:
+    """One display row per model: films, patients, ROC AUC / sensitivity / specificity with CIs (or 'not reported'),
+    OOD verdicts and the KS distance of the site's scores from the validation scores."""
+    rows = []
+    for r in report.results:
+        m = r["metrics"]
+        cells = {label: (metrics.format_ci(m[key]) if m else "not reported")
+                 for key, label in (("roc_auc", "ROC AUC"), ("recall", "Sensitivity"), ("specificity", "Specificity"))}
+        rows.append({"model": r["display_name"], "films": r["counts"]["films"], "patients": r["counts"]["patients"], **cells,
+                     "OOD flagged": f"{r['ood']['flagged']} / {r['ood']['checked']}" if r["ood"]["guard"] else "no guard",
+                     "score drift (KS)": f"{r['drift']['ks_statistic']:.2f}"})
+    return pd.DataFrame(rows)
+
+
 def json_bytes(report: SiteReport) -> bytes:
     """The whole site report as UTF-8 JSON (what the CLI's --out writes and the page offers for download)."""
     return json.dumps(report.to_dict(), indent=1).encode("utf-8")
@@ -593,8 +605,7 @@ def validate_site(site: SiteSet, entries: Sequence[registry.ModelEntry] | None =
     `scorer_loader(model_dir) -> Scorer` lets the app pass its cached loader (default core.predict.load_scorer).
     Raises SiteDataError when the set has no labelled film or no model is available.
     """
-    from core import ood
-    from core import predict
+    from core import ood, predict
 
     if not site.labelled and not any(f.label is not None for f in site.films):
         raise SiteDataError("Validation needs labelled films (NORMAL/ and PNEUMONIA/ folders, or a file,label CSV).")
@@ -720,7 +731,7 @@ def shift_output_prior(model: Any, prior_source: float, prior_target: float) -> 
             and last.use_bias):
         raise ValueError(f"Prior-shift correction needs a model ending in Dense(1, sigmoid) with a bias; {model.name} ends in "
                          f"{type(last).__name__}. Use AdaBN only, or adapt the members of an ensemble.")
-    logit = lambda p: math.log(p / (1 - p))  # noqa: E731
+    logit = lambda p: math.log(p / (1 - p))
     shift = logit(prior_target) - logit(prior_source)
     last.bias.assign(last.bias.numpy() + np.float32(shift))
     return shift
@@ -743,12 +754,13 @@ def _official_split_digests(entry: registry.ModelEntry, data_root: Path) -> dict
 def _card_markdown(card: dict) -> str:
     """A short human-readable card.md of an adapted model."""
     info = card["adaptation"]
-    lines = [f"# {card['display_name']}", "", f"**Adapted model** (`{card['name']}`), not a retrained one. "
-             f"Source: `{info['source_model']}`.", "",
+    transductive = "transductive: test numbers are NOT a held-out measurement" if info["official_test_films"] else "none"
+    lines = [f"# {card['display_name']}", "",
+             f"**Adapted model** (`{card['name']}`), not a retrained one. Source: `{info['source_model']}`.", "",
              f"- Methods: {'; '.join(ADAPTATION_METHODS[m] for m in info['methods'])}",
              f"- Adapted on: {info['films']} unlabelled films of '{info['site']}' (fingerprint {info['fingerprint']}), {info['date']}",
-             f"- Labels used: none", f"- Official test films among them: {info['official_test_films']} "
-             f"({'transductive: test numbers are NOT a held-out measurement' if info['official_test_films'] else 'none'})",
+             "- Labels used: none",
+             f"- Official test films among them: {info['official_test_films']} ({transductive})",
              f"- Threshold: {card['threshold']['value']:.4f} ({card['threshold']['rule']})"]
     if "prior" in info:
         lines.append(f"- Prevalence: source {info['prior']['source']:.3f} ({info['prior']['source_reason']}), "
@@ -815,7 +827,7 @@ def adapt_model(model_dir: str | Path, site: SiteSet, *, methods: Sequence[str] 
 
     info: dict[str, Any] = {"methods": methods, "site": site_label, "films": len(inputs), "unreadable_films": len(problems),
                             "fingerprint": films_fingerprint(digests),
-                            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                            "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
                             "source_model": source.name, "source_model_sha256": ood.model_fingerprint(source.path),
                             "labels_used": False, "official_test_films": on_test, "validation_films": on_val}
     if "adabn" in methods:
@@ -904,7 +916,7 @@ def format_result(result: dict) -> str:
             m = result["metrics"][key]
             lines.append(f"    {key:12s} {metrics.format_ci(m)}  CI width {m['ci_width']:.3f}")
     o = result["ood"]
-    lines.append(f"  out-of-distribution guard: " + (f"{o['flagged']} of {o['checked']} films flagged" if o["guard"] else "not available"))
+    lines.append("  out-of-distribution guard: " + (f"{o['flagged']} of {o['checked']} films flagged" if o["guard"] else "not available"))
     d = result["drift"]
     lines.append(f"  drift: mean score site {d['site_mean']:.3f} vs validation {d['val_mean']:.3f}; called positive "
                  f"{d['site_called_positive']:.1%} vs {d['val_called_positive']:.1%}; KS {d['ks_statistic']:.3f} (p={d['ks_pvalue']:.2g})")
@@ -941,6 +953,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ada.add_argument("--models-dir", default=None, help="folder of trained models (default: $PNEUMONIA_MODELS or models/)")
     ada.add_argument("--data-root", default=None, help="dataset of the model's predictions.csv (default: $PNEUMONIA_DATA or data/chest_xray)")
     ada.add_argument("--replace", action="store_true", help="replace an existing adapted model of the same name")
+    ada.add_argument("--no-guard", action="store_true", help="do not calibrate the out-of-distribution guard of the new model (faster)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     config.quiet_tensorflow()
@@ -949,7 +962,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             site = read_site(args.source, labelled=False)
             models_dir = Path(args.models_dir) if args.models_dir else config.models_dir()
             path = adapt_model(models_dir / args.model, site, methods=args.method or ["adabn"], site_name=args.site_name,
-                               models_dir=models_dir, data_root=args.data_root, replace=args.replace)
+                               models_dir=models_dir, data_root=args.data_root, replace=args.replace, guard=not args.no_guard)
             card = registry.load_card(path)
             print(f"Wrote {path}\n{card['metrics_note']}")
             for split in ("val", "test"):

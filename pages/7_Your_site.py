@@ -8,7 +8,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import config, metrics, registry
+from core import config, registry
 from core import report as results_report
 from core import site as site_check
 from ui import enter_through_app, load_scorer, model_entries
@@ -36,10 +36,6 @@ def validate(digest: str, _site: site_check.SiteSet, models_signature: tuple, gu
 
 def _digest(*parts: bytes | None) -> str:
     return hashlib.sha256(b"".join(p or b"" for p in parts)).hexdigest()
-
-
-def _with_ci(entry: dict) -> str:
-    return metrics.format_ci(entry)
 
 
 def curves_figure(result: dict) -> go.Figure:
@@ -130,14 +126,7 @@ with validate_tab:
                                  width="stretch")
 
             st.subheader("Every model at its own threshold, on your films (95% CI over patients)")
-            summary = pd.DataFrame([{
-                "model": r["display_name"], "films": r["counts"]["films"], "patients": r["counts"]["patients"],
-                **({label: _with_ci(r["metrics"][key]) for key, label in list(SHOWN_METRICS.items())[:3]} if r["metrics"]
-                   else {label: "not reported" for label in list(SHOWN_METRICS.values())[:3]}),
-                "OOD flagged": f"{r['ood']['flagged']} / {r['ood']['checked']}" if r["ood"]["guard"] else "no guard",
-                "score drift (KS)": f"{r['drift']['ks_statistic']:.2f}",
-            } for r in report.results])
-            st.dataframe(summary, hide_index=True, width="stretch")
+            st.dataframe(site_check.summary_frame(report), hide_index=True, width="stretch")
 
             names = [r["model"] for r in report.results]
             labels = {r["model"]: r["display_name"] for r in report.results}

@@ -127,6 +127,7 @@ def test_an_adapted_model_is_listed_like_any_other_and_says_it_was_adapted(model
     unlabelled = site_check.read_site(_zip(films), labelled=False)
     path = site_check.adapt_model(models_root / "tiny_cnn", unlabelled, methods=["prior"], site_name="ward 7",
                                   models_dir=models_root, data_root=data_root, n_resamples=100, guard=False)
+    assert path.name == "tiny_cnn-adapted-ward-7"
     at = open_page("pages/3_Model_comparison.py")
     assert any("adapted on 'ward 7'" in str(name) for name in at.dataframe[0].value["Model"])
     assert any("AFTER adapting on 20 unlabelled films of 'ward 7'" in w.value for w in at.warning)
