@@ -49,6 +49,7 @@ test: $(VENV)/.dev browser
 models: $(VENV)/.runtime
 	$(PY) train.py --preset shipped
 	$(PY) -m core.ood models/*/
+	$(PY) -m core.examples models/*/
 
 bench: $(VENV)/.dev
 	$(PY) -m bench
