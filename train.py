@@ -21,6 +21,7 @@ from core import config
 
 SHIPPED_PRESET: dict[str, dict] = {
     # name -> options (everything else at the TrainConfig defaults). Order = training order (cheapest first).
+    # The first four are the recipes shipped before issue 14 (kept as the baselines of the ablation table).
     "mlp-64": {"model": "mlp", "img_size": 64, "epochs": 40, "learning_rate": 3e-4, "balance": "class-weight", "patience": 6},
     "cnn-reference-64": {"model": "cnn_reference", "img_size": 64, "epochs": 30, "balance": "class-weight", "augment": True, "patience": 6},
     "cnn-deep-128": {"model": "cnn_deep", "img_size": 128, "epochs": 15, "balance": "class-weight", "augment": True, "patience": 4},
@@ -28,11 +29,30 @@ SHIPPED_PRESET: dict[str, dict] = {
         "model": "xception", "img_size": 224, "epochs": 30, "learning_rate": 1e-3, "balance": "class-weight",
         "weights": "imagenet", "finetune_epochs": 8, "finetune_learning_rate": 1e-4, "patience": 4,
     },
+    # Recipes against the acquisition shift (issue 14): augmentation covering framing/exposure/sharpness/noise,
+    # per-image standardisation inside the model, label smoothing, and the threshold chosen on validation films
+    # plus 4 acquisition-perturbed views of each (docs/PREREGISTRATION.md).
+    **{
+        name: {
+            "model": "cnn_deep", "img_size": 128, "epochs": 24, "balance": "class-weight", "augment": "acquisition",
+            "patience": 5, "threshold_views": 4, **extra,
+        }
+        for name, extra in {
+            "cnn-deep-128-acq": {},
+            "cnn-deep-128-acq-norm": {"normalize": "per-image", "label_smoothing": 0.1},
+            "cnn-deep-128-acq-norm-s7": {"normalize": "per-image", "label_smoothing": 0.1, "seed": 7},
+        }.items()
+    },
 }
-# Ensembles trained after the preset's models: name -> candidate members (chosen among them on validation).
-# None is shipped: an ensemble holding Xception is another ~85 MB model file, over the repository's size budget.
+# Ensembles trained after the preset's models: name -> candidate members (chosen among them on validation)
+# and the number of perturbed validation views its threshold is chosen on.
+# The robust CNNs are 5 MB each, so their ensemble fits the budget. None holds Xception: an ensemble holding it is another ~85 MB model file, over the repository's size budget.
 # Build one with: python train.py --ensemble cnn-deep-128 xception-224 --name ensemble-224
-SHIPPED_ENSEMBLES: dict[str, list[str]] = {}
+SHIPPED_ENSEMBLES: dict[str, dict] = {
+    "ensemble-cnn-robust": {
+        "candidates": ["cnn-deep-128-acq", "cnn-deep-128-acq-norm", "cnn-deep-128-acq-norm-s7"], "threshold_views": 4,
+    },
+}
 PRESETS = {"shipped": SHIPPED_PRESET}
 PRESET_ENSEMBLES = {"shipped": SHIPPED_ENSEMBLES}
 
@@ -145,9 +165,9 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
 
-    ensemble_runs: dict[str, list[str]] = {}
+    ensemble_runs: dict[str, dict] = {}
     if args.ensemble:
-        ensemble_runs = {args.name or "ensemble": args.ensemble}
+        ensemble_runs = {args.name or "ensemble": {"candidates": args.ensemble, "threshold_views": args.threshold_views}}
     else:
         for cfg in configs_from_args(args, parser):
             try:
@@ -157,11 +177,11 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
         if args.preset and not args.only:
             ensemble_runs = PRESET_ENSEMBLES.get(args.preset, {})
-    for name, candidates in ensemble_runs.items():
+    for name, options in ensemble_runs.items():
         try:
             report(ensembles.train_ensemble(
-                candidates, name=name, data=args.data, models_dir=args.models_dir, bootstrap=args.bootstrap,
-                seed=args.seed, progress=args.progress,
+                options["candidates"], name=name, data=args.data, models_dir=args.models_dir, bootstrap=args.bootstrap,
+                seed=args.seed, progress=args.progress, threshold_views=options.get("threshold_views", 0),
             ))
         except (ValueError, FileNotFoundError) as error:
             print(f"train.py: {name}: {error}", file=sys.stderr)

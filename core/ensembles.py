@@ -59,14 +59,20 @@ def train_ensemble(
     name: str = "ensemble",
     data: str | Path | None = None,
     models_dir: str | Path | None = None,
-    img_size: int = 224,
+    img_size: int | None = None,
     select: bool = True,
     bootstrap: int = config.BOOTSTRAP_RESAMPLES,
     seed: int = 42,
     progress: bool = True,
     limit: int | None = None,
+    threshold_views: int = 0,
 ) -> training.RunResult:
-    """Average shipped models into one model.keras (members chosen on validation), evaluate and publish it atomically."""
+    """Average shipped models into one model.keras (members chosen on validation), evaluate and publish it atomically.
+
+    The ensemble takes RGB ``img_size`` pixels (default: the largest member input). With ``threshold_views`` its
+    threshold is chosen on the validation films plus that many acquisition-perturbed views of each, as for a
+    single model (core.evaluation.perturbed_view_scores).
+    """
     import shutil
     import time
     import uuid
@@ -82,6 +88,7 @@ def train_ensemble(
             f"Validation selection kept only {members}: no other candidate improves it, so no ensemble is written."
         )
     member_cards = {m: registry.load_card(models_dir / m) for m in members}
+    img_size = int(img_size or max(int(c["input"]["height"]) for c in member_cards.values()))
     model = zoo.build_ensemble(
         [registry.load_keras_model(models_dir / m) for m in members], img_size=img_size, name="ensemble"
     )
@@ -90,10 +97,18 @@ def train_ensemble(
     scores = evaluation.score_frame(model, evaluated, img_size=img_size, channels=3, progress=progress)
     predictions = evaluation.predictions_frame(evaluated, scores)
     cfg = training.TrainConfig(
-        model="xception", name=name, data=data, img_size=img_size, bootstrap=bootstrap, seed=seed, limit=limit
+        model="xception", name=name, data=data, img_size=img_size, bootstrap=bootstrap, seed=seed, limit=limit,
+        threshold_views=threshold_views,
     )
+    views = None
+    if threshold_views > 0:
+        views = evaluation.perturbed_view_scores(
+            model, evaluated[evaluated["split"] == "val"], n_views=threshold_views, img_size=img_size, channels=3,
+            seed=seed,
+        )
     threshold, results = evaluation.evaluate_predictions(
-        predictions, rule=cfg.threshold_rule, target=cfg.threshold_target, n_resamples=bootstrap, seed=seed
+        predictions, rule=cfg.threshold_rule, target=cfg.threshold_target, n_resamples=bootstrap, seed=seed,
+        threshold_rows=views,
     )
     card = cards.build_card(
         cfg=cfg,
@@ -130,6 +145,7 @@ def train_ensemble(
         "seed": seed,
         "bootstrap": bootstrap,
         "limit": limit,
+        "threshold_views": threshold_views,
     }
     tmp = models_dir / f".tmp-{name}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
@@ -137,6 +153,8 @@ def train_ensemble(
         history = pd.DataFrame({"epoch": [], "loss": [], "val_loss": []})
         cards.write_artifacts(tmp, model=model, card=card, history=history, predictions=predictions)
         (tmp / "history.csv").unlink()  # nothing was trained: no history
+        if views is not None:
+            views.to_csv(tmp / evaluation.THRESHOLD_VIEWS_FILE, index=False)
         final = cards.publish(tmp, models_dir / name)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
