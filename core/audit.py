@@ -823,6 +823,34 @@ def write_card_audit(model_dir: str | os.PathLike, audit: dict[str, Any]) -> Non
         raise
 
 
+def robustness_summary(models_dir: str | os.PathLike | None = None) -> pd.DataFrame:
+    """One row per model in `models_dir` (default config.models_dir()) whose card has an audit: robustness goal on
+    validation (pass/fail, failing changes), largest |change| of sensitivity and of specificity under a goal change,
+    whether it reads the film's edges, and the Grad-CAM share on the lung fields. Empty when none is audited."""
+    from core import registry
+
+    rows = []
+    for entry in registry.list_models(models_dir):
+        found = (entry.card or {}).get("audit") if entry.available else None
+        val = (found or {}).get("splits", {}).get("val")
+        if not val:
+            continue
+        goal = [row for row in val["table"] if row["goal"]]
+        cam = (val.get("gradcam") or {}).get("all") or {}
+        rows.append({
+            "model": entry.name,
+            "robust (VALIDATION)": "pass" if val["robust"] else "fail",
+            "failing changes": ", ".join(val["failing"]),
+            "max |change| sensitivity": max((abs(r["delta_sensitivity"]) for r in goal), default=float("nan")),
+            "max |change| specificity": max((abs(r["delta_specificity"]) for r in goal), default=float("nan")),
+            "reads the edges": None if "edges" not in val else ("yes" if val["edges"]["reliant"] else "no"),
+            "Grad-CAM on lung fields": (cam.get("mass") or {}).get("lungs"),
+            "films": val["n"],
+            "audited": found.get("computed", ""),
+        })
+    return pd.DataFrame(rows)
+
+
 # --------------------------------------------------------------------------------------------- plain words
 
 

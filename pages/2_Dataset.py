@@ -10,7 +10,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import audit, config, data, dataset_summary, imaging
+from core import audit, config, data, dataset_summary, imaging, perturbations
 from ui import enter_through_app
 
 enter_through_app(__file__)
@@ -39,6 +39,11 @@ def load_summary(root: str, stamp: str) -> dataset_summary.DatasetSummary:
 @st.cache_data(show_spinner=False)
 def load_audit(root: str, stamp: str) -> dict | None:
     return audit.load_dataset_audit(root)
+
+
+@st.cache_data(show_spinner=False, ttl=60)
+def load_robustness(models_dir: str) -> pd.DataFrame:
+    return audit.robustness_summary(models_dir)
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
@@ -296,8 +301,17 @@ def audit_section() -> None:
         st.caption("Spearman correlation, on the TEST NORMAL films, between each statistic and each model's stored "
                    "score (predictions.csv): positive = healthy test films higher on the statistic get a higher "
                    "pneumonia score.")
-    st.caption(f"Computed {found.get('computed', '')} in {found.get('seconds', 0):.0f} s; each model's own audit "
-               "(acquisition changes, where its Grad-CAM sits) is in its model card.")
+    st.caption(f"Computed {found.get('computed', '')} in {found.get('seconds', 0):.0f} s.")
+    st.subheader("Each model under acquisition changes (VALIDATION films)")
+    robustness = load_robustness(str(config.models_dir()))
+    if robustness.empty:
+        st.info("No model card carries an audit yet: run `python -m core.audit model models/<name> --write-card`.")
+    else:
+        st.dataframe(robustness, hide_index=True, key="audit_robustness")
+    st.caption(f"Goal: sensitivity and specificity at the model's threshold move by at most {perturbations.ROBUSTNESS_TOLERANCE:.2f} "
+               "under zoom in/out 15 %, shift 10 %, gamma 0.7/1.4, side padding and a black frame, on validation films. "
+               "The full table (blur, noise, contrast, bit depth too) and where each model's Grad-CAM sits are in its "
+               "model card (Model comparison page).")
 
 
 audit_section()

@@ -292,6 +292,27 @@ def test_model_audit_on_real_validation_films_and_card_writing(model_dir, data_r
     assert not [p for p in model_dir.iterdir() if p.name.startswith(".tmp")]
 
 
+def test_robustness_summary_reads_the_audited_cards(model_dir, tmp_path):
+    import shutil
+
+    models = tmp_path / "models"
+    models.mkdir()
+    assert audit.robustness_summary(models).empty
+    shutil.copytree(model_dir, models / "audited")
+    (models / "audited" / "predictions.csv").write_text("path,split,label,score\na.png,val,0,0.1\nb.png,val,1,0.9\nc.png,test,0,0.2\nd.png,test,1,0.8\n")
+    table = [{"name": "zoom_in_15", "goal": True, "passed": False, "delta_sensitivity": 0.01, "delta_specificity": -0.2},
+             {"name": "gamma_0.7", "goal": True, "passed": True, "delta_sensitivity": -0.03, "delta_specificity": 0.0},
+             {"name": "noise_8", "goal": False, "passed": None, "delta_sensitivity": 0.0, "delta_specificity": -0.5}]
+    audit.write_card_audit(models / "audited", {"computed": "now", "threshold": 0.5, "goal": "g", "splits": {"val": {
+        "n": 10, "per_class": 5, "seed": 0, "table": [dict(row, description="", mean_abs_delta_p=0.1, flipped=0.1, roc_auc=0.9,
+                                                             sensitivity=0.9, specificity=0.8) for row in table],
+        "robust": False, "failing": ["zoom_in_15"], "edges": {"reliant": True, "by_black_frame": None, "by_gradcam": None}}}})
+    (row,) = audit.robustness_summary(models).to_dict("records")
+    assert row["model"] == "audited" and row["robust (VALIDATION)"] == "fail" and row["failing changes"] == "zoom_in_15"
+    assert row["max |change| specificity"] == 0.2 and row["max |change| sensitivity"] == 0.03  # noise is not a goal change
+    assert row["reads the edges"] == "yes"
+
+
 def test_audit_section_is_replaced_in_place():
     markdown = f"# m\n\n{audit.AUDIT_HEADING}\n\nold\n### sub\nold\n\n## Limitations\n\n- x\n"
     out = audit._replace_section(markdown, f"{audit.AUDIT_HEADING}\n\nnew\n")
