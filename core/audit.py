@@ -657,6 +657,8 @@ def perturbation_table(scorer: Any, films: np.ndarray, labels: np.ndarray, thres
                           and abs(effect["delta_specificity"]) <= perturbations.ROBUSTNESS_TOLERANCE + 1e-12)
         rows.append({"name": perturbation.name, "description": perturbation.description, "goal": perturbation.goal,
                      **effect, "passed": passed})
+        logger.info("  %-15s mean |delta p| %.3f, delta sensitivity %+.3f, delta specificity %+.3f", perturbation.name,
+                    effect["mean_abs_delta_p"], effect["delta_sensitivity"], effect["delta_specificity"])
     return rows
 
 
