@@ -245,7 +245,7 @@ def audit_section() -> None:
     found = load_audit(root, stamp)
     if found is None:
         st.info("The dataset audit has not been computed for this folder yet. Run `python -m core.audit data` "
-                "(about two minutes on two cores) or compute it here.")
+                "(a few minutes on two cores) or compute it here.")
         if st.button("Compute the dataset audit", key="dataset_audit_compute"):
             with st.spinner("Reading every film, fitting the baselines and the domain classifier…"):
                 audit.dataset_audit(root)
@@ -302,6 +302,9 @@ def audit_section() -> None:
                    "score (predictions.csv): positive = healthy test films higher on the statistic get a higher "
                    "pneumonia score.")
     st.caption(f"Computed {found.get('computed', '')} in {found.get('seconds', 0):.0f} s.")
+
+
+def robustness_section() -> None:
     st.subheader("Each model under acquisition changes (VALIDATION films)")
     robustness = load_robustness(str(config.models_dir()))
     if robustness.empty:
@@ -315,6 +318,7 @@ def audit_section() -> None:
 
 
 audit_section()
+robustness_section()
 
 st.header("Image sizes")
 sizes = summary.size_counts
