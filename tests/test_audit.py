@@ -330,12 +330,14 @@ def test_plain_findings_speak_in_natural_frequencies():
                "domain": {"normal": {"roc_auc": 0.9, "profile": [
                    {"words": "framing", "test_normals_move_towards_pneumonia": True}]}}}
     model = {"splits": {"val": {"robust": False, "failing": ["zoom_in_15"], "table": [
-        {"name": "zoom_in_15", "description": "zoom in 15 %", "goal": True, "delta_specificity": -0.3}]}}}
+        {"name": "zoom_in_15", "description": "zoom in 15 %", "goal": True, "delta_specificity": -0.3, "delta_sensitivity": 0.0},
+        {"name": "noise_8", "description": "noise", "goal": False, "delta_specificity": -0.04, "delta_sensitivity": 0.01}]}}}
     sentences = audit.plain_findings(dataset, "Model X", model)
     assert "4×4" in sentences[0] and "0.95" in sentences[0]
     assert "only its edges" in sentences[1] and "0.98" in sentences[1]
     assert "framing" in sentences[2]
     assert "30 more of every 100 healthy children" in sentences[3]
+    assert "Of the 2 changes tried, 2 make it call more healthy children sick and 0 fewer, while it keeps finding" in sentences[4]
 
 
 def test_command_line_help():
