@@ -211,7 +211,17 @@ def render_card_markdown(card: dict) -> str:
         "```",
         "",
     ]
-    return "\n".join(lines)
+    text = "\n".join(lines)
+    # Sections added after training by their own tools; kept whenever the card is rewritten.
+    if card.get("guard"):
+        from core import ood
+
+        text += "\n" + ood.guard_markdown(card["guard"])
+    if card.get("audit"):
+        from core import audit
+
+        text += "\n" + audit.audit_markdown(card["audit"])
+    return text
 
 
 def write_artifacts(folder: Path, *, model: Any, card: dict, history: pd.DataFrame, predictions: pd.DataFrame) -> None:
