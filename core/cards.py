@@ -271,6 +271,25 @@ def publish(tmp_folder: Path, final_folder: Path, *, overwrite: bool = True) -> 
     return final_folder
 
 
+def recipe_suffix(run_config: dict) -> str:
+    """The recipe options that set a model apart from the plain one, for its display name ('' when none).
+
+    E.g. ``", acquisition augmentation, per-image standardisation, label smoothing 0.1, seed 7"``.
+    """
+    parts = []
+    if run_config.get("augment") == "acquisition":
+        parts.append("acquisition augmentation")
+    if run_config.get("normalize", "none") != "none":
+        parts.append(f"{run_config['normalize']} standardisation")
+    if run_config.get("label_smoothing"):
+        parts.append(f"label smoothing {run_config['label_smoothing']:g}")
+    if run_config.get("augment_views"):
+        parts.append(f"{run_config['augment_views']} augmented feature views")
+    if parts and run_config.get("seed", 42) != 42:
+        parts.append(f"seed {run_config['seed']}")
+    return ", " + ", ".join(parts) if parts else ""
+
+
 def build_card(
     *,
     cfg: Any,
@@ -296,7 +315,7 @@ def build_card(
     run_config["data"] = project_relative(run_config["data"])
     card = {
         "name": cfg.resolved_name(),
-        "display_name": f"{spec.display_name}, {cfg.size()} px",
+        "display_name": f"{spec.display_name}, {cfg.size()} px{recipe_suffix(run_config)}",
         "architecture": spec.name,
         "input": {
             "height": cfg.size(),
