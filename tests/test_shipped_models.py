@@ -17,7 +17,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from core import data, metrics, registry
+from core import data, evaluation, metrics, registry
 
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "models"
 REQUIRED = {"mlp-64", "cnn-reference-64", "cnn-deep-128", "xception-224"}
@@ -61,6 +61,14 @@ def test_threshold_was_chosen_on_val_by_the_stated_rule(name: str) -> None:
     threshold = card["threshold"]
     assert threshold["chosen_on"] == "val"
     val = registry.load_predictions(SHIPPED_DIR / name, "val")
+    views_file = SHIPPED_DIR / name / evaluation.THRESHOLD_VIEWS_FILE
+    if views_file.is_file():  # chosen on the validation films plus perturbed views of the same films
+        views = pd.read_csv(views_file)
+        assert "acquisition-perturbed views" in threshold["rule"]
+        assert set(views["path"]) == set(val["path"]) and views["view"].nunique() == card["training"]["config"]["threshold_views"] + 1
+        as_given = views[views["view"] == 0].set_index("path")["score"]
+        np.testing.assert_allclose(as_given.loc[val["path"]].to_numpy(), val["score"].to_numpy(), atol=2e-4)
+        val = views
     recomputed = metrics.choose_threshold(val["label"], val["score"], threshold["rule_id"], target=threshold["target"])
     assert threshold["value"] == recomputed
     if threshold["rule_id"] == "specificity":
