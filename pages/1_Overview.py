@@ -108,22 +108,21 @@ if ranked.empty:
     st.info(f"No usable trained model in `{models_dir}` yet. Train the shipped set with `make models`; "
             "the rest of this page appears when a model is there.")
     st.stop()
-best = ranked.iloc[0]
-entry = registry.get_model(str(best["model"]), models_dir)
+entry = registry.get_model(report.recommended_name(ranked), models_dir)
 stamp = entry.stamp
 
 with st.container(key="overview_section_model"):
     st.header("The recommended model")
     st.markdown(
         f"### {entry.display_name}\n"
-        f"Chosen because it ranks cases best on the **validation** images: ROC AUC **{best['val_roc_auc']:.3f}** "
-        f"(validation split), the highest of the {len(ranked)} trained models. The test images played no part in the choice.\n\n"
+        f"{report.recommendation_reason(ranked, entry.name)} The test images played no part in the choice.\n\n"
         f"It flags an X-ray when its score is at least **{entry.threshold:.3f}**; that threshold was also chosen on the "
         f"validation split ({entry.threshold_rule})."
     )
     with st.expander("All models ranked on the validation split"):
-        st.dataframe(ranked[["display_name", "val_roc_auc", "threshold"]].rename(columns={
-            "display_name": "Model", "val_roc_auc": "ROC AUC (VALIDATION)", "threshold": "Threshold (chosen on VALIDATION)"}),
+        st.dataframe(ranked[["display_name", "val_roc_auc", "val_views_roc_auc", "threshold"]].rename(columns={
+            "display_name": "Model", "val_roc_auc": "ROC AUC (VALIDATION)",
+            "val_views_roc_auc": "ROC AUC (VALIDATION, perturbed views)", "threshold": "Threshold (chosen on VALIDATION)"}),
             hide_index=True, key="overview_ranking")
 
 summary = summary_on_test(models_dir, entry.name, stamp)

@@ -30,6 +30,22 @@ def models_root(tmp_path_factory, data_root) -> Path:
     return write_report_models(tmp_path_factory.mktemp("models"), data_root)
 
 
+def _linked_copy(models_root: Path, root: Path) -> Path:
+    """The model folders' files linked (not copied) into ``root``; sub-folders such as stored examples are left out."""
+    for folder in sorted(p for p in models_root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        (root / folder.name).mkdir()
+        for file in folder.iterdir():
+            if file.is_file():
+                (root / folder.name / file.name).symlink_to(file.resolve())
+    return root
+
+
+@pytest.fixture(scope="module")
+def models_without_examples(models_root, tmp_path_factory) -> Path:
+    """The same models without any stored example X-rays."""
+    return _linked_copy(models_root, tmp_path_factory.mktemp("models-without-examples"))
+
+
 @pytest.fixture(scope="module")
 def models_with_examples(models_root, tmp_path_factory, data_root) -> Path:
     """The same models (files linked, not copied) with the recommended model's examples stored next to it.
@@ -37,12 +53,7 @@ def models_with_examples(models_root, tmp_path_factory, data_root) -> Path:
     Written by core.examples without heatmaps (no TensorFlow in this test process; tests/test_examples.py covers the
     Grad-CAM ones); the shipped models/ folder is never written to.
     """
-    root = tmp_path_factory.mktemp("models-with-examples")
-    for folder in sorted(p for p in models_root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        (root / folder.name).mkdir()
-        for file in folder.iterdir():
-            if file.is_file():
-                (root / folder.name / file.name).symlink_to(file.resolve())
+    root = _linked_copy(models_root, tmp_path_factory.mktemp("models-with-examples"))
     examples.write_examples(root / _expected(models_root)["name"], data_root, heatmaps=False)
     return root
 
@@ -61,19 +72,29 @@ def page(models_with_examples, monkeypatch) -> AppTest:
 
 def _expected(models_root: Path) -> dict:
     """The recommended model and its TEST-split natural frequencies, recomputed independently of core.report."""
-    aucs = {}
+    aucs, view_aucs, sizes = {}, {}, {}
     for folder in sorted(p for p in models_root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         entry = registry.inspect_model(folder)
-        if entry.available:
+        if entry.available and not entry.card.get("adapted"):
             val = pd.read_csv(folder / "predictions.csv").query("split == 'val'")
             aucs[entry.name] = roc_auc_score(val["label"], val["score"])
-    name = max(sorted(aucs), key=aucs.get)
+            sizes[entry.name] = entry.card["parameters"]["total"]
+            if (folder / "threshold_views.csv").is_file():
+                views = pd.read_csv(folder / "threshold_views.csv")
+                view_aucs[entry.name] = roc_auc_score(views["label"], views["score"])
+    if view_aucs:  # docs/PREREGISTRATION.md: best on perturbed validation views, ties (0.002) to the smaller model
+        best = max(view_aucs.values())
+        name = min((n for n, a in view_aucs.items() if a >= best - 0.002), key=lambda n: (sizes[n], n))
+        reason = f"ROC AUC **{view_aucs[name]:.3f}** on those perturbed validation films"
+    else:
+        name = max(sorted(aucs), key=aucs.get)
+        reason = f"ROC AUC **{aucs[name]:.3f}** (validation split)"
     entry = registry.inspect_model(models_root / name)
     test = pd.read_csv(models_root / name / "predictions.csv").query("split == 'test'")
     called = (test["score"] >= entry.threshold).astype(int)
     point = metrics.metrics_at_threshold(test["label"], test["score"], entry.threshold)
     assert point["recall"] == pytest.approx(recall_score(test["label"], called))
-    return {"name": name, "display_name": entry.display_name, "val_auc": aucs[name],
+    return {"name": name, "display_name": entry.display_name, "val_auc": aucs[name], "reason": reason,
             "caught": f"{100 * point['recall']:.0f}", "false_alarms": f"{100 * (1 - point['specificity']):.0f}"}
 
 
@@ -89,7 +110,7 @@ def test_overview_shows_the_recommended_model_and_its_natural_frequencies(page, 
     expected = _expected(models_root)
     text = _text(page)
     assert f"### {expected['display_name']}" in text
-    assert f"ROC AUC **{expected['val_auc']:.3f}** (validation split)" in text
+    assert expected["reason"] in text
     values = {m.label: m.value for m in page.metric}
     assert values["Of 100 children WITH pneumonia, it flags"] == expected["caught"]
     assert values["Of 100 children WITHOUT pneumonia, it wrongly flags"] == expected["false_alarms"]
@@ -125,8 +146,9 @@ def test_overview_without_models_says_how_to_get_them(tmp_path, monkeypatch):
     assert not at.metric
 
 
-def test_overview_with_an_unreadable_dataset_folder_explains_and_keeps_the_model_numbers(models_root, tmp_path, monkeypatch):
-    monkeypatch.setenv("PNEUMONIA_MODELS", str(models_root))
+def test_overview_with_an_unreadable_dataset_folder_explains_and_keeps_the_model_numbers(models_root, models_without_examples,
+                                                                                         tmp_path, monkeypatch):
+    monkeypatch.setenv("PNEUMONIA_MODELS", str(models_without_examples))
     at = AppTest.from_file(str(PROJECT_ROOT / PAGE), default_timeout=180)
     at.session_state["data_root"] = str(tmp_path / "no-such-folder")
     at.run()
@@ -139,7 +161,7 @@ def test_overview_with_an_unreadable_dataset_folder_explains_and_keeps_the_model
 
 
 def test_overview_shows_the_stored_examples_and_says_so_plainly_when_there_are_none(models_with_examples, models_root,
-                                                                                      monkeypatch):
+                                                                                      models_without_examples, monkeypatch):
     monkeypatch.setenv("PNEUMONIA_MODELS", str(models_with_examples))
     assert not tensorflow_imported_by(PAGE, ["assert len(at.get('image')) == 3"], timeout=180)
     name = _expected(models_root)["name"]
@@ -148,7 +170,7 @@ def test_overview_shows_the_stored_examples_and_says_so_plainly_when_there_are_n
     at.run()
     captions = [c.value for c in at.caption]
     assert [e.path for e in stored] == [c for c in captions if c in {e.path for e in stored}]
-    monkeypatch.setenv("PNEUMONIA_MODELS", str(models_root))  # the same models without stored examples
+    monkeypatch.setenv("PNEUMONIA_MODELS", str(models_without_examples))  # the same models without stored examples
     at = AppTest.from_file(str(PROJECT_ROOT / PAGE), default_timeout=180)
     at.run()
     assert not at.exception, at.exception
