@@ -50,6 +50,8 @@ class AugmentConfig:
     """Gaussian blur with sigma in [0, blur_sigma] pixels, on half the images (0 = off): detector sharpness."""
     noise_std: float = 0.0
     """Additive Gaussian noise with std in [0, noise_std] grey levels of 255, on half the images (0 = off)."""
+    independent_zoom: bool = False
+    """Zoom height and width independently (True): also changes the aspect ratio, e.g. black bars on the sides only."""
 
 
 REFERENCE_AUGMENT = AugmentConfig()
@@ -62,7 +64,18 @@ ACQUISITION_AUGMENT = AugmentConfig(
 with black padding, shifts of 15%), exposure (brightness 20%, contrast 30%, gamma 0.62-1.6), detector sharpness
 (blur up to sigma 1.5 px) and quantum noise (up to 8 grey levels)."""
 
-AUGMENT_PRESETS = {"none": None, "reference": REFERENCE_AUGMENT, "acquisition": ACQUISITION_AUGMENT}
+ACQUISITION_ASPECT_AUGMENT = AugmentConfig(
+    rotation=10.0 / 360.0, zoom=0.3, shift=0.15, brightness=0.2, contrast=0.3, gamma=0.6, blur_sigma=1.5, noise_std=8.0,
+    independent_zoom=True,
+)
+""":data:`ACQUISITION_AUGMENT` with height and width zoomed independently, so the framing also changes in aspect
+(black bars on the sides only, or top and bottom only): the audit's 'pad_sides' change, which every model trained
+with the plain acquisition augmentation still failed."""
+
+AUGMENT_PRESETS = {
+    "none": None, "reference": REFERENCE_AUGMENT, "acquisition": ACQUISITION_AUGMENT,
+    "acquisition-aspect": ACQUISITION_ASPECT_AUGMENT,
+}
 
 
 def check_balance(balance: str) -> str:
@@ -142,7 +155,9 @@ def augmentation_model(config: AugmentConfig | None = None, *, seed: int = 0) ->
     config = config or AugmentConfig()
     steps: list[Any] = [
         layers.RandomRotation(config.rotation, fill_mode="constant", seed=seed),
-        layers.RandomZoom(config.zoom, fill_mode="constant", seed=seed + 1),
+        layers.RandomZoom(
+            config.zoom, config.zoom if config.independent_zoom else None, fill_mode="constant", seed=seed + 1
+        ),
         layers.RandomTranslation(config.shift, config.shift, fill_mode="constant", seed=seed + 2),
         layers.RandomBrightness(config.brightness, value_range=(0, 255), seed=seed + 3),
         layers.RandomContrast(config.contrast, seed=seed + 4),
