@@ -279,6 +279,8 @@ def recipe_suffix(run_config: dict) -> str:
     parts = []
     if run_config.get("augment") == "acquisition":
         parts.append("acquisition augmentation")
+    elif run_config.get("augment") == "acquisition-aspect":
+        parts.append("acquisition augmentation with aspect changes")
     if run_config.get("normalize", "none") != "none":
         parts.append(f"{run_config['normalize']} standardisation")
     if run_config.get("label_smoothing"):

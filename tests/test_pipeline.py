@@ -164,3 +164,20 @@ def test_acquisition_augmentation_is_seeded_in_range_and_varies_per_batch(small_
     assert not all(np.array_equal(a, b) for a, b in zip(first, other))
     assert not np.array_equal(first[0], first[1])  # a new draw for every batch of the same films
     assert first[0].shape == images.shape and first[0].min() >= 0.0 and first[0].max() <= 255.0
+
+
+@pytest.mark.parametrize("independent", [False, True])
+def test_independent_zoom_changes_the_aspect_and_plain_zoom_keeps_it(independent: bool) -> None:
+    """Zooming out a white square pads it with black: equally on every side unless height and width are independent."""
+    config = pipeline.AugmentConfig(rotation=0.0, zoom=0.3, shift=0.0, brightness=0.0, contrast=0.0,
+                                    independent_zoom=independent)
+    augment = pipeline.augment_batch_fn(config, seed=5)
+    white = np.full((16, 64, 64, 1), 255.0, dtype="float32")
+    out = np.asarray(augment(white))
+    black_rows = (out.max(axis=2)[..., 0] < 128).sum(axis=1)  # per image: rows that are entirely padding
+    black_columns = (out.max(axis=1)[..., 0] < 128).sum(axis=1)
+    difference = np.abs(black_rows - black_columns)
+    if independent:
+        assert difference.max() >= 4  # some view padded on the sides only (or top/bottom only)
+    else:
+        assert difference.max() <= 1
