@@ -133,6 +133,36 @@ def load_training_index(
     return index.reset_index(drop=True)
 
 
+def _fit_stage(
+    cfg: TrainConfig,
+    work_dir: Path,
+    model: Any,
+    train_data: Any,
+    val_data: Any,
+    *,
+    stage: str,
+    epochs: int,
+    learning_rate: float,
+    class_weight: dict[int, float] | None,
+    steps_per_epoch: int | None = None,
+) -> pd.DataFrame:
+    """:func:`core.fitting.fit_stage` with the run's shared options (patience, progress, label smoothing, work folder)."""
+    return fitting.fit_stage(
+        model,
+        train_data,
+        val_data,
+        stage=stage,
+        epochs=epochs,
+        learning_rate=learning_rate,
+        work_dir=work_dir,
+        patience=cfg.patience,
+        class_weight=class_weight,
+        progress=cfg.progress,
+        steps_per_epoch=steps_per_epoch,
+        label_smoothing=cfg.label_smoothing,
+    )
+
+
 def _train_transfer(
     model: Any, cfg: TrainConfig, index: pd.DataFrame, weights_source: str, work_dir: Path
 ) -> list[pd.DataFrame]:
@@ -146,19 +176,19 @@ def _train_transfer(
     layer_names = [head_layer.name]
     if cfg.finetune_epochs > 0:
         layer_names.insert(0, zoo.finetune_input_layer(model, cfg.model).name)
+    view_augment = cfg.augment if isinstance(cfg.augment, str) and cfg.augment != "none" else "acquisition"
+
+    def features_of(frame: pd.DataFrame, view: int = 0) -> dict[str, np.ndarray]:
+        """Cached feature maps of ``frame``'s films: as acquired (view 0) or one augmented view."""
+        return features.cached_layer_inputs(
+            model, spec.name, frame, layer_names=layer_names, img_size=cfg.size(), channels=spec.channels,
+            weights_source=weights_source, cache_dir=Path(cfg.cache_dir), progress=cfg.progress,
+            augment=view_augment if view else None, view_seed=cfg.seed * 100 + view,
+        )
+
     # Features of every image of the index are cached once and shared by every run on the same data.
     cache_frame = index
-    cached = features.cached_layer_inputs(
-        model,
-        spec.name,
-        cache_frame,
-        layer_names=layer_names,
-        img_size=cfg.size(),
-        channels=spec.channels,
-        weights_source=weights_source,
-        cache_dir=Path(cfg.cache_dir),
-        progress=cfg.progress,
-    )
+    cached = features_of(cache_frame)
     position = pd.Series(np.arange(len(cache_frame)), index=cache_frame["relpath"].astype(str).to_numpy())
     train_frame = index[index["split"] == "train"]
     train_rows = position.loc[train_frame["relpath"].astype(str)].to_numpy()
@@ -167,22 +197,7 @@ def _train_transfer(
     y_train = np.tile(y_train_films, 1 + max(0, cfg.augment_views))
     y_val = index.loc[index["split"] == "val", "label"].to_numpy()
     # Augmented views of the training films only (validation stays as acquired: the rule is chosen on it).
-    view_features = [
-        features.cached_layer_inputs(
-            model,
-            spec.name,
-            train_frame,
-            layer_names=layer_names,
-            img_size=cfg.size(),
-            channels=spec.channels,
-            weights_source=weights_source,
-            cache_dir=Path(cfg.cache_dir),
-            progress=cfg.progress,
-            augment=cfg.augment if isinstance(cfg.augment, str) and cfg.augment != "none" else "acquisition",
-            view_seed=cfg.seed * 100 + view,
-        )
-        for view in range(1, 1 + max(0, cfg.augment_views))
-    ]
+    view_features = [features_of(train_frame, view) for view in range(1, 1 + max(0, cfg.augment_views))]
     histories = []
 
     def stage_data(name: str) -> tuple[Any, Any]:
@@ -209,18 +224,16 @@ def _train_transfer(
         layer.trainable = layer.name.startswith(zoo.HEAD_LAYER_PREFIX) or layer.name == zoo.OUTPUT_LAYER
     head = keras.Model(head_layer.input, model.output, name=f"{spec.name}_head")
     train_data, val_data = stage_data(head_layer.name)
-    history = fitting.fit_stage(
+    history = _fit_stage(
+        cfg,
+        work_dir,
         head,
         train_data,
         val_data,
         stage="head",
         epochs=cfg.epochs,
         learning_rate=cfg.learning_rate,
-        work_dir=work_dir,
-        patience=cfg.patience,
         class_weight=fitting.class_weight_for(y_train_films, cfg.balance),
-        progress=cfg.progress,
-        label_smoothing=cfg.label_smoothing,
     )
     histories.append(history.assign(stage="head"))
     if cfg.finetune_epochs > 0:
@@ -232,18 +245,16 @@ def _train_transfer(
         top = keras.Model(first.input, model.output, name=f"{spec.name}_top")
         del train_data, val_data
         train_data, val_data = stage_data(first.name)
-        history = fitting.fit_stage(
+        history = _fit_stage(
+            cfg,
+            work_dir,
             top,
             train_data,
             val_data,
             stage="finetune",
             epochs=cfg.finetune_epochs,
             learning_rate=cfg.finetune_learning_rate,
-            work_dir=work_dir,
-            patience=cfg.patience,
             class_weight=fitting.class_weight_for(y_train_films, cfg.balance),
-            progress=cfg.progress,
-            label_smoothing=cfg.label_smoothing,
         )
         histories.append(history.assign(stage="finetune"))
     for layer in model.layers:
@@ -258,55 +269,23 @@ def _train_end_to_end(model: Any, cfg: TrainConfig, index: pd.DataFrame, work_di
     spec = zoo.get_spec(cfg.model)
     train_frame = pipeline.select_split(index, "train")
     val_frame = pipeline.select_split(index, "val")
+    steps = None
+    class_weight = None  # the streaming pipeline applies class weights as sample weights itself
     if streaming.use_streaming(cfg.pipeline, n_images=len(train_frame), strategy=cfg.strategy):
         train_data, val_data, steps = streaming.training_datasets(
-            train_frame,
-            val_frame,
-            img_size=cfg.size(),
-            channels=spec.channels,
-            global_batch=cfg.batch_size,
-            balance=cfg.balance,
-            augment=cfg.augment,
-            seed=cfg.seed,
+            train_frame, val_frame, img_size=cfg.size(), channels=spec.channels, global_batch=cfg.batch_size,
+            balance=cfg.balance, augment=cfg.augment, seed=cfg.seed,
         )
-        history = fitting.fit_stage(
-            model,
-            train_data,
-            val_data,
-            stage="train",
-            epochs=cfg.epochs,
-            learning_rate=cfg.learning_rate,
-            work_dir=work_dir,
-            patience=cfg.patience,
-            class_weight=None,
-            progress=cfg.progress,
-            steps_per_epoch=steps,
-            label_smoothing=cfg.label_smoothing,
+    else:
+        train_data = pipeline.make_dataset(
+            train_frame, img_size=cfg.size(), channels=spec.channels, batch_size=cfg.batch_size, shuffle=True,
+            augment=cfg.augment, balance=cfg.balance, seed=cfg.seed,
         )
-        return [history.assign(stage="train")]
-    train_data = pipeline.make_dataset(
-        train_frame,
-        img_size=cfg.size(),
-        channels=spec.channels,
-        batch_size=cfg.batch_size,
-        shuffle=True,
-        augment=cfg.augment,
-        balance=cfg.balance,
-        seed=cfg.seed,
-    )
-    val_data = pipeline.make_dataset(val_frame, img_size=cfg.size(), channels=spec.channels, batch_size=64)
-    history = fitting.fit_stage(
-        model,
-        train_data,
-        val_data,
-        stage="train",
-        epochs=cfg.epochs,
-        learning_rate=cfg.learning_rate,
-        work_dir=work_dir,
-        patience=cfg.patience,
-        class_weight=fitting.class_weight_for(train_frame["label"].to_numpy(), cfg.balance),
-        progress=cfg.progress,
-        label_smoothing=cfg.label_smoothing,
+        val_data = pipeline.make_dataset(val_frame, img_size=cfg.size(), channels=spec.channels, batch_size=64)
+        class_weight = fitting.class_weight_for(train_frame["label"].to_numpy(), cfg.balance)
+    history = _fit_stage(
+        cfg, work_dir, model, train_data, val_data, stage="train", epochs=cfg.epochs, learning_rate=cfg.learning_rate,
+        class_weight=class_weight, steps_per_epoch=steps,
     )
     return [history.assign(stage="train")]
 
