@@ -271,25 +271,28 @@ def publish(tmp_folder: Path, final_folder: Path, *, overwrite: bool = True) -> 
     return final_folder
 
 
-def recipe_suffix(run_config: dict) -> str:
-    """The recipe options that set a model apart from the plain one, for its display name ('' when none).
+def display_name(architecture_name: str, size: int, run_config: dict) -> str:
+    """The model's name on screen: the architecture and input size, then what sets its recipe apart.
 
-    E.g. ``", acquisition augmentation, per-image standardisation, label smoothing 0.1, seed 7"``.
+    Plain recipes keep the architecture's full name (``"Deeper CNN (5 conv blocks, batch norm, dropout), 128 px"``);
+    a recipe against the acquisition shift is named short, the part that tells models apart first:
+    ``"Deeper CNN, 128 px, seed 7: acquisition aug., per-image std., label smoothing 0.1"``.
     """
     parts = []
     if run_config.get("augment") == "acquisition":
-        parts.append("acquisition augmentation")
+        parts.append("acquisition aug.")
     elif run_config.get("augment") == "acquisition-aspect":
-        parts.append("acquisition augmentation with aspect changes")
+        parts.append("acquisition aug. with aspect changes")
     if run_config.get("normalize", "none") != "none":
-        parts.append(f"{run_config['normalize']} standardisation")
+        parts.append(f"{run_config['normalize']} std.")
     if run_config.get("label_smoothing"):
         parts.append(f"label smoothing {run_config['label_smoothing']:g}")
     if run_config.get("augment_views"):
         parts.append(f"{run_config['augment_views']} augmented feature views")
-    if parts and run_config.get("seed", 42) != 42:
-        parts.append(f"seed {run_config['seed']}")
-    return ", " + ", ".join(parts) if parts else ""
+    if not parts:
+        return f"{architecture_name}, {size} px"
+    seed = f", seed {run_config['seed']}" if run_config.get("seed", 42) != 42 else ""
+    return f"{architecture_name.split(' (')[0]}, {size} px{seed}: {', '.join(parts)}"
 
 
 def build_card(
@@ -317,7 +320,7 @@ def build_card(
     run_config["data"] = project_relative(run_config["data"])
     card = {
         "name": cfg.resolved_name(),
-        "display_name": f"{spec.display_name}, {cfg.size()} px{recipe_suffix(run_config)}",
+        "display_name": display_name(spec.display_name, cfg.size(), run_config),
         "architecture": spec.name,
         "input": {
             "height": cfg.size(),
