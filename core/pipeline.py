@@ -52,6 +52,8 @@ class AugmentConfig:
     """Additive Gaussian noise with std in [0, noise_std] grey levels of 255, on half the images (0 = off)."""
     independent_zoom: bool = False
     """Zoom height and width independently (True): also changes the aspect ratio, e.g. black bars on the sides only."""
+    letterbox: float = 0.0
+    """Squeeze the width by up to this fraction with black bars left and right (0 = off): a wider detector shown square."""
 
 
 REFERENCE_AUGMENT = AugmentConfig()
@@ -72,9 +74,16 @@ ACQUISITION_ASPECT_AUGMENT = AugmentConfig(
 (black bars on the sides only, or top and bottom only): the audit's 'pad_sides' change, which every model trained
 with the plain acquisition augmentation still failed."""
 
+ACQUISITION_LETTERBOX_AUGMENT = AugmentConfig(
+    rotation=10.0 / 360.0, zoom=0.3, shift=0.15, brightness=0.2, contrast=0.3, gamma=0.6, blur_sigma=1.5, noise_std=8.0,
+    letterbox=0.25,
+)
+""":data:`ACQUISITION_AUGMENT` followed by a random letterbox: the width squeezed by up to 25 % with black bars left and
+right (the audit's 'pad_sides' change), the height kept."""
+
 AUGMENT_PRESETS = {
     "none": None, "reference": REFERENCE_AUGMENT, "acquisition": ACQUISITION_AUGMENT,
-    "acquisition-aspect": ACQUISITION_ASPECT_AUGMENT,
+    "acquisition-aspect": ACQUISITION_ASPECT_AUGMENT, "acquisition-letterbox": ACQUISITION_LETTERBOX_AUGMENT,
 }
 
 
@@ -162,6 +171,10 @@ def augmentation_model(config: AugmentConfig | None = None, *, seed: int = 0) ->
         layers.RandomBrightness(config.brightness, value_range=(0, 255), seed=seed + 3),
         layers.RandomContrast(config.contrast, seed=seed + 4),
     ]
+    if config.letterbox > 0:
+        steps.append(
+            layers.RandomZoom((0.0, 0.0), (0.0, config.letterbox), fill_mode="constant", seed=seed + 6)
+        )
     if config.horizontal_flip:
         steps.append(layers.RandomFlip("horizontal", seed=seed + 5))
     return keras.Sequential(steps, name="augmentation")
