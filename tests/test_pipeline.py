@@ -181,3 +181,12 @@ def test_independent_zoom_changes_the_aspect_and_plain_zoom_keeps_it(independent
         assert difference.max() >= 4  # some view padded on the sides only (or top/bottom only)
     else:
         assert difference.max() <= 1
+
+
+def test_letterbox_adds_black_bars_on_the_sides_only() -> None:
+    config = pipeline.AugmentConfig(rotation=0.0, zoom=0.0, shift=0.0, brightness=0.0, contrast=0.0, letterbox=0.25)
+    out = np.asarray(pipeline.augment_batch_fn(config, seed=1)(np.full((8, 64, 64, 1), 255.0, dtype="float32")))
+    black_rows = (out.max(axis=2)[..., 0] < 128).sum(axis=1)
+    black_columns = (out.max(axis=1)[..., 0] < 128).sum(axis=1)
+    assert (black_rows == 0).all()  # the height is kept
+    assert black_columns.max() >= 4 and black_columns.max() <= int(0.25 * 64) + 2  # bars of at most a quarter of the width
