@@ -41,6 +41,9 @@ SHIPPED_PRESET: dict[str, dict] = {
             "cnn-deep-128-acq": {},
             "cnn-deep-128-acq-norm": {"normalize": "per-image", "label_smoothing": 0.1},
             "cnn-deep-128-acq-norm-s7": {"normalize": "per-image", "label_smoothing": 0.1, "seed": 7},
+            "cnn-deep-128-acq-letterbox-norm": {
+                "augment": "acquisition-letterbox", "normalize": "per-image", "label_smoothing": 0.1,
+            },
         }.items()
     },
 }
