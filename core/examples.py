@@ -19,7 +19,6 @@ import argparse
 import hashlib
 import json
 import logging
-import os
 import shutil
 import sys
 import tempfile
@@ -28,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from core import config, registry
+from core import cards, config, registry
 
 logger = logging.getLogger(__name__)
 
@@ -128,13 +127,7 @@ def write_examples(
                     "predictions_sha256": _sha256(Path(entry.path) / "predictions.csv"),
                     "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "examples": rows}
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-        if final.exists():  # replace the old folder: move it aside first so a reader never sees half of either
-            old = Path(tempfile.mkdtemp(prefix=f".{EXAMPLES_DIR}-old-", dir=target))
-            os.replace(final, old / EXAMPLES_DIR)
-            os.replace(staging, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staging, final)
+        cards.publish(staging, final)  # an old folder is moved aside first: a reader never sees half of either
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -31,7 +31,6 @@ import io
 import json
 import logging
 import math
-import os
 import re
 import shutil
 import sys
@@ -45,7 +44,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core import config, data, metrics, registry
+from core import cards, config, data, metrics, registry
 
 logger = logging.getLogger(__name__)
 
@@ -884,13 +883,7 @@ def adapt_model(model_dir: str | Path, site: SiteSet, *, methods: Sequence[str] 
                 ood.calibrate_model(tmp, data_root)
             except ValueError as exc:  # too few validation films etc.: the model is still usable without a guard
                 logger.warning("No out-of-distribution guard for %s: %s", target.name, exc)
-        if target.exists():
-            old = root / f".old-{target.name}-{os.getpid()}"
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
+        cards.publish(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
