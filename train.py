@@ -44,6 +44,7 @@ SHIPPED_PRESET: dict[str, dict] = {
             "cnn-deep-128-acq-letterbox-norm": {
                 "augment": "acquisition-letterbox", "normalize": "per-image", "label_smoothing": 0.1,
             },
+            "cnn-deep-128-acq-frame-norm": {"framing": "crop-borders", "normalize": "per-image", "label_smoothing": 0.1},
         }.items()
     },
 }
@@ -63,7 +64,7 @@ PRESET_ENSEMBLES = {"shipped": SHIPPED_ENSEMBLES}
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line: every TrainConfig option, with its default shown in --help."""
-    from core import distribute, metrics, pipeline, streaming, training, zoo
+    from core import distribute, framing, metrics, pipeline, streaming, training, zoo
 
     defaults = training.TrainConfig()
     parser = argparse.ArgumentParser(
@@ -97,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "shift 15%%, brightness/contrast/gamma, blur, noise: the changes core.audit measures)")
     parser.add_argument("--normalize", default=defaults.normalize, choices=list(zoo.NORMALIZATIONS),
                         help="'per-image': standardise each film (mean 0, std 1) inside the model, at training and prediction alike")
+    parser.add_argument("--framing", default=defaults.framing, choices=list(framing.FRAMINGS),
+                        help="'crop-borders': crop each film to its content box (black borders/padding removed) inside the model, "
+                             "at training and prediction alike (core.framing)")
     parser.add_argument("--label-smoothing", type=float, default=defaults.label_smoothing,
                         help="binary cross-entropy label smoothing (0 = off); keeps validation scores off 0/1 so the threshold rule has room")
     parser.add_argument("--threshold-views", type=int, default=defaults.threshold_views,

@@ -285,6 +285,8 @@ def display_name(architecture_name: str, size: int, run_config: dict) -> str:
         parts.append("acquisition aug. with aspect changes")
     elif run_config.get("augment") == "acquisition-letterbox":
         parts.append("acquisition aug. + letterbox")
+    if run_config.get("framing", "none") != "none":
+        parts.append("cropped to content")
     if run_config.get("normalize", "none") != "none":
         parts.append(f"{run_config['normalize']} std.")
     if run_config.get("label_smoothing"):

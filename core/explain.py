@@ -178,6 +178,21 @@ def logit_head(model: Any) -> tuple[Any, Callable[[Any], Any]]:
     return model.output, lambda p: tf.math.log(tf.clip_by_value(p, 1e-7, 1.0)) - tf.math.log(tf.clip_by_value(1.0 - p, 1e-7, 1.0))
 
 
+def crops_to_content(model: Any) -> bool:
+    """True when the model starts by cropping each film to its content box (core.framing_layer.CropToContent)."""
+    return any(type(layer).__name__ == "CropToContent" for layer in model.layers)
+
+
+def to_input_frame(model: Any, maps: np.ndarray, batch: np.ndarray) -> np.ndarray:
+    """Maps (N, H, W) of the model's convolutional frame in the input frame: for a model that crops to content, each
+    map goes back into its film's content box (0 outside, core.framing.uncrop_maps); otherwise unchanged."""
+    if not crops_to_content(model):
+        return maps
+    from core import framing
+
+    return framing.uncrop_maps(maps, np.asarray(batch, np.float32))
+
+
 def _sign(target: Target) -> float:
     """+1 to explain PNEUMONIA evidence, -1 to explain NORMAL evidence."""
     if target not in ("pneumonia", "normal"):
@@ -247,9 +262,10 @@ class GradCam:
         return _normalise(cam.numpy()), probability.numpy()
 
     def heatmaps(self, batch: np.ndarray, *, target: Target = "pneumonia") -> np.ndarray:
-        """CAMs (N, H, W) in [0, 1] at the model input resolution."""
+        """CAMs (N, H, W) in [0, 1] at the model input resolution (placed back into each film's content box when
+        the model crops to content first)."""
         cams, _ = self(batch, target=target)
-        return _normalise(resize_maps(cams, self.input_shape[0], self.input_shape[1]))
+        return _normalise(to_input_frame(self.model, resize_maps(cams, self.input_shape[0], self.input_shape[1]), batch))
 
 
 class EnsembleGradCam:
@@ -336,7 +352,10 @@ def explain(model: Any, model_input: np.ndarray, *, method: str = "gradcam", lay
                 maps = visualiser(score, batch, penultimate_layer=layer_name, max_N=scorecam_max_channels, batch_size=16)
             else:
                 maps = visualiser(score, batch, penultimate_layer=layer_name)
-    return _normalise(np.asarray(maps, np.float32).reshape(1, *batch.shape[1:3]))[0]
+    maps = np.asarray(maps, np.float32).reshape(1, *batch.shape[1:3])
+    if method != "smoothgrad":  # class-activation maps live in the cropped frame; saliency is already on the pixels
+        maps = to_input_frame(model, maps, batch)
+    return _normalise(maps)[0]
 
 
 # --------------------------------------------------------------------------------------------- overlays

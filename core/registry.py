@@ -256,11 +256,13 @@ def load_keras_model(entry: ModelEntry | Path | str):  # -> keras.Model (lazy im
     _check_keras_archive(path)
     config.quiet_tensorflow()
     # Custom layers of our own builders register themselves on import (keras.saving.register_keras_serializable).
-    if importlib.util.find_spec("core.zoo") is not None:
+    for module in ("core.zoo", "core.framing_layer"):
+        if importlib.util.find_spec(module) is None:
+            continue
         try:
-            importlib.import_module("core.zoo")
+            importlib.import_module(module)
         except Exception as exc:  # a broken builder module must not hide a loadable standard model
-            logger.warning("core.zoo could not be imported (%s); loading with Keras's built-in layers only.", exc)
+            logger.warning("%s could not be imported (%s); loading with Keras's built-in layers only.", module, exc)
     import keras
 
     try:

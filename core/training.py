@@ -47,6 +47,7 @@ class TrainConfig:
     balance: str = "class-weight"
     augment: bool | str = False  # False | True (= "reference") | a pipeline.AUGMENT_PRESETS name, e.g. "acquisition"
     normalize: str = "none"  # "none" | "per-image" (zoo.NORMALIZATIONS): standardisation inside the model
+    framing: str = "none"  # "none" | "crop-borders" (core.framing.FRAMINGS): crop to the content box inside the model
     label_smoothing: float = 0.0  # targets 0/1 -> ls/2, 1 - ls/2 (keeps validation scores off 0 and 1)
     threshold_views: int = 0  # validation films also scored under this many acquisition-perturbed views for the rule
     augment_views: int = 0  # transfer models: cached features of this many augmented views of each training film
@@ -349,7 +350,8 @@ def _train(cfg: TrainConfig, models_dir: Path, *, card_cfg: TrainConfig, distrib
         else "none (trained from scratch)"
     )
     model = zoo.build_model(
-        spec.name, img_size=cfg.size(), weights=cfg.weights, dropout=cfg.dropout, seed=cfg.seed, normalize=cfg.normalize
+        spec.name, img_size=cfg.size(), weights=cfg.weights, dropout=cfg.dropout, seed=cfg.seed, normalize=cfg.normalize,
+        framing=cfg.framing,
     )
     if spec.family == "transfer":
         histories = _train_transfer(model, cfg, index, weights_source, work_dir)

@@ -130,6 +130,7 @@ def build_model(
     dropout: float = 0.3,
     seed: int = 0,
     normalize: str = "none",
+    framing: str = "none",
 ) -> Any:
     """Build an uncompiled keras.Model taking raw [0, 255] pixels ``(None, S, S, C)`` -> ``(None, 1)`` sigmoid.
 
@@ -137,7 +138,9 @@ def build_model(
     Keras's download), 'none', or a local weights file; :func:`core.weights.resolve_weights` gives the card text.
     ``normalize`` is one of :data:`NORMALIZATIONS`: 'per-image' standardises every film to zero mean and unit
     variance inside the model (so training and prediction apply it identically), removing global exposure and
-    contrast differences between acquisitions.
+    contrast differences between acquisitions. ``framing`` is one of :data:`core.framing.FRAMINGS`:
+    'crop-borders' crops every film to its content box first (:class:`core.framing_layer.CropToContent`), so black
+    borders and padding carry no signal.
     """
     import keras
 
@@ -149,15 +152,24 @@ def build_model(
         raise ValueError(f"Unknown normalisation '{normalize}'. Choose one of: {', '.join(NORMALIZATIONS)}.")
     if normalize != "none" and _PREPROCESS_MODE.get(spec.name, "tf") != "tf":
         raise ValueError(f"Per-image normalisation is built for the CNNs, the MLP and 'tf'-preprocessed backbones, not {spec.name}.")
+    from core import framing as framing_module
+
+    if framing not in framing_module.FRAMINGS:
+        raise ValueError(f"Unknown framing '{framing}'. Choose one of: {', '.join(framing_module.FRAMINGS)}.")
     keras.utils.set_random_seed(seed)
     inputs = keras.Input(shape=(size, size, spec.channels), dtype="float32", name="pixels")
+    pixels = inputs
+    if framing == "crop-borders":
+        from core.framing_layer import CropToContent
+
+        pixels = CropToContent(name=PREPROCESS_PREFIX + "crop_to_content")(inputs)
     if spec.family == "mlp":
-        return _mlp(inputs, dropout, normalize)
+        return _mlp(inputs, dropout, normalize, pixels)
     if spec.name == "cnn_reference":
-        return _cnn_reference(inputs, normalize)
+        return _cnn_reference(inputs, normalize, pixels)
     if spec.name == "cnn_deep":
-        return _cnn_deep(inputs, dropout, normalize)
-    return _transfer(spec, inputs, weights, dropout, normalize)
+        return _cnn_deep(inputs, dropout, normalize, pixels)
+    return _transfer(spec, inputs, weights, dropout, normalize, pixels)
 
 
 NORMALIZATIONS = ("none", "per-image")
@@ -177,12 +189,12 @@ def _standardize(x: Any, normalize: str, *, scale: float = 1.0) -> Any:
     return x
 
 
-def _mlp(inputs: Any, dropout: float, normalize: str = "none") -> Any:
+def _mlp(inputs: Any, dropout: float, normalize: str = "none", pixels: Any = None) -> Any:
     """Pixels -> 256 -> 64 -> 1 dense network."""
     import keras
     from keras import layers
 
-    x = _standardize(layers.Rescaling(1.0 / 255, name=PREPROCESS_PREFIX + "rescale")(inputs), normalize)
+    x = _standardize(layers.Rescaling(1.0 / 255, name=PREPROCESS_PREFIX + "rescale")(inputs if pixels is None else pixels), normalize)
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dense(256, activation="relu", name="dense_1")(x)
     x = layers.Dropout(dropout, name="dropout_1")(x)
@@ -191,12 +203,12 @@ def _mlp(inputs: Any, dropout: float, normalize: str = "none") -> Any:
     return keras.Model(inputs, outputs, name="mlp")
 
 
-def _cnn_reference(inputs: Any, normalize: str = "none") -> Any:
+def _cnn_reference(inputs: Any, normalize: str = "none", pixels: Any = None) -> Any:
     """The reference projects' CNN: 3 x [conv 5x5/32 relu + max-pool 2], dense 128, sigmoid."""
     import keras
     from keras import layers
 
-    x = _standardize(layers.Rescaling(1.0 / 255, name=PREPROCESS_PREFIX + "rescale")(inputs), normalize)
+    x = _standardize(layers.Rescaling(1.0 / 255, name=PREPROCESS_PREFIX + "rescale")(inputs if pixels is None else pixels), normalize)
     for block in range(1, 4):
         x = layers.Conv2D(32, 5, padding="same", activation="relu", name=f"conv{block}")(x)
         x = layers.MaxPooling2D(2, name=f"pool{block}")(x)
@@ -206,12 +218,12 @@ def _cnn_reference(inputs: Any, normalize: str = "none") -> Any:
     return keras.Model(inputs, outputs, name="cnn_reference")
 
 
-def _cnn_deep(inputs: Any, dropout: float, normalize: str = "none") -> Any:
+def _cnn_deep(inputs: Any, dropout: float, normalize: str = "none", pixels: Any = None) -> Any:
     """Five [conv 3x3 + batch norm + relu, max-pool, dropout] blocks (16-32-64-128-256), global pooling, dense 128."""
     import keras
     from keras import layers
 
-    x = _standardize(layers.Rescaling(1.0 / 255, name=PREPROCESS_PREFIX + "rescale")(inputs), normalize)
+    x = _standardize(layers.Rescaling(1.0 / 255, name=PREPROCESS_PREFIX + "rescale")(inputs if pixels is None else pixels), normalize)
     for block, filters in enumerate((16, 32, 64, 128, 256), start=1):
         x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"block{block}_conv")(x)
         x = layers.BatchNormalization(name=f"block{block}_bn")(x)
@@ -260,7 +272,7 @@ def preprocessing_layers(architecture: str) -> list[Any]:
     return []
 
 
-def _transfer(spec: ModelSpec, inputs: Any, weights: str | Path | None, dropout: float, normalize: str = "none") -> Any:
+def _transfer(spec: ModelSpec, inputs: Any, weights: str | Path | None, dropout: float, normalize: str = "none", pixels: Any = None) -> Any:
     """A flat backbone (built on the preprocessed input) + global average pooling + dropout + sigmoid.
 
     With ``normalize='per-image'`` the 'tf' rescaling is replaced by per-image standardisation scaled to std 0.5
@@ -272,7 +284,7 @@ def _transfer(spec: ModelSpec, inputs: Any, weights: str | Path | None, dropout:
     from core import weights as weights_module
 
     choice = weights_module.resolve_weights(spec.name, weights)
-    x = inputs
+    x = inputs if pixels is None else pixels
     if normalize == "none":
         for layer in preprocessing_layers(spec.name):
             x = layer(x)
