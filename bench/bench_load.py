@@ -54,7 +54,7 @@ def run(levels: tuple[int, ...] = (1, 4, 8, 16), timeout: float = 300.0) -> dict
     """
     from core.imaging import decode_xray
     from core.predict import load_scorer
-    from tests.browser.load import conv_model_dir, pick_files, run_sessions
+    from tests.browser.load import conv_model_dir, cpu_meter, pick_files, run_sessions
     from tests.browser.server import DashboardServer
 
     model = conv_model_dir(config.models_dir())
@@ -73,11 +73,14 @@ def run(levels: tuple[int, ...] = (1, 4, 8, 16), timeout: float = 300.0) -> dict
         started = time.perf_counter()
         with server:
             startup = time.perf_counter() - started
+            meter = cpu_meter(server.process.pid)
             cold = run_sessions(server.url, files[:1], timeout_s=timeout)
             summaries = {}
             for level, batch in batches:
-                summaries[str(level)] = _summary(run_sessions(server.url, batch, timeout_s=timeout), expected)
+                cpu: dict[str, float] = {}
+                summaries[str(level)] = _summary(run_sessions(server.url, batch, timeout_s=timeout, meter=meter, cpu=cpu), expected)
                 summaries[str(level)]["load_average_1min"] = os.getloadavg()[0]
+                summaries[str(level)]["cpu_seconds_during_uploads"] = cpu
             traceback_in_log = "Traceback" in server.log()
     result = {
         "model": model.name, "server_startup_seconds": startup,
@@ -102,9 +105,11 @@ def main(argv: list[str] | None = None) -> None:
     print(f"model {result['model']}; server up in {result['server_startup_seconds']:.1f} s; "
           f"first (cold) session {result['cold_first_session_seconds'] or float('nan'):.1f} s")
     for level, summary in result["levels"].items():
+        cpu = summary.get("cpu_seconds_during_uploads") or {}
         print(f"{level:>2} sessions at once: p50 {summary['p50_seconds'] or float('nan'):.2f} s, "
               f"p95 {summary['p95_seconds'] or float('nan'):.2f} s upload -> Grad-CAM; errors {summary['errors']}, "
-              f"cross-talk {summary['cross_talk']} (load average {summary['load_average_1min']:.1f})")
+              f"cross-talk {summary['cross_talk']} (load average {summary['load_average_1min']:.1f}); CPU from the uploads to "
+              f"the last result: server {cpu.get('server', float('nan')):.2f} s, browsers {cpu.get('browsers', float('nan')):.2f} s")
     if "p95_8_sessions_over_alone" in result:
         print(f"8 sessions p95 / one session: {result['p95_8_sessions_over_alone']:.2f}x (goal <= 2)")
     path = write_results("load", result)

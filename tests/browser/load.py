@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,8 +55,42 @@ def pick_files(data_root: Path, count: int, *, skip: int = 0) -> list[Path]:
     return files
 
 
-async def _session(browser, base_url: str, path: Path, timeout_ms: int) -> SessionResult:
-    """One user: open the Prediction page, upload `path`, wait for the probability and the Grad-CAM overlay."""
+def process_cpu_seconds(match: Callable[[int, str], bool]) -> float:
+    """User + system CPU seconds of every running process whose (pid, command line) matches, including the children
+    they have reaped (so renderer processes that already exited still count). Linux /proc only."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                command = handle.read().replace(b"\0", b" ").decode(errors="ignore")
+            if not match(int(entry), command):
+                continue
+            with open(f"/proc/{entry}/stat") as handle:
+                stat = handle.read().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        total += sum(int(value) for value in stat[11:15]) / tick  # utime, stime, cutime, cstime
+    return total
+
+
+def cpu_meter(server_pid: int) -> Callable[[], dict[str, float]]:
+    """A function returning the CPU seconds used so far by the dashboard server and by the chromium processes."""
+    def read() -> dict[str, float]:
+        return {"server": process_cpu_seconds(lambda pid, _: pid == server_pid),
+                "browsers": process_cpu_seconds(lambda _, command: CHROMIUM in command or "/chromium/chromium" in command)}
+    return read
+
+
+async def _session(browser, base_url: str, path: Path, timeout_ms: int, ready: asyncio.Barrier | None = None,
+                   marks: dict | None = None, meter: Callable[[], dict[str, float]] | None = None) -> SessionResult:
+    """One user: open the Prediction page, upload `path`, wait for the probability and the Grad-CAM overlay.
+
+    With ``ready``, every session first has its page open and drawn, then all upload at the same moment (eight
+    clinicians with the page already open; the browsers' page loads are not part of the measured time).
+    """
     result = SessionResult(file=path.name)
     context = await browser.new_context(viewport={"width": 1300, "height": 1000})
     page = await context.new_page()
@@ -63,6 +99,10 @@ async def _session(browser, base_url: str, path: Path, timeout_ms: int) -> Sessi
         await page.goto(f"{base_url}/Prediction", wait_until="domcontentloaded")
         await page.locator("h1", has_text="Prediction").first.wait_for()
         await page.locator(FILE_INPUT).first.wait_for(state="attached")
+        if ready is not None:
+            await asyncio.wait_for(ready.wait(), timeout_ms / 1000)
+        if marks is not None and meter is not None and "start" not in marks:
+            marks["start"] = meter()
         start = time.perf_counter()
         await page.locator(FILE_INPUT).first.set_input_files(str(path))
         caption = page.get_by_text("red = most influential").first
@@ -79,34 +119,48 @@ async def _session(browser, base_url: str, path: Path, timeout_ms: int) -> Sessi
         result.images = await page.locator('[data-testid="stImage"] img').count()
         result.exceptions = await page.locator('[data-testid="stException"]').all_inner_texts()
     except Exception as error:  # noqa: BLE001 - every failure of a session is reported, not raised
-        result.error = f"{type(error).__name__}: {str(error).splitlines()[0]}"
+        result.error = f"{type(error).__name__}: {(str(error).splitlines() or [''])[0]}"
+        if ready is not None:
+            await ready.abort()  # the others must not wait for a session that will never upload
     finally:
         await context.close()
     return result
 
 
-async def _run(base_url: str, files: list[Path], timeout_ms: int, screenshot: Path | None) -> list[SessionResult]:
-    """All sessions at once in one chromium."""
+async def _run(base_url: str, files: list[Path], timeout_ms: int, marks: dict,
+               meter: Callable[[], dict[str, float]] | None) -> list[SessionResult]:
+    """All sessions at once in one chromium; ``marks`` gets the meter's readings when the uploads start and end."""
     from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            return list(await asyncio.gather(*(_session(browser, base_url, f, timeout_ms) for f in files)))
+            ready = asyncio.Barrier(len(files))
+            results = list(await asyncio.gather(*(_session(browser, base_url, f, timeout_ms, ready, marks, meter)
+                                                  for f in files)))
+            if meter is not None:
+                marks["end"] = meter()
+            return results
         finally:
             await browser.close()
 
 
-def run_sessions(base_url: str, files: list[Path], *, timeout_s: float = 300.0) -> list[SessionResult]:
-    """Run one concurrent session per file (asyncio in a fresh event loop, bounded by `timeout_s`); one result each."""
+def run_sessions(base_url: str, files: list[Path], *, timeout_s: float = 300.0,
+                 meter: Callable[[], dict[str, float]] | None = None, cpu: dict | None = None) -> list[SessionResult]:
+    """Run one concurrent session per file (asyncio in a fresh event loop, bounded by `timeout_s`); one result each.
+
+    With ``meter`` (see :func:`cpu_meter`) and a ``cpu`` dict, ``cpu`` receives the CPU seconds each process group
+    used from the moment all pages were open until the last session saw its result.
+    """
     import threading
 
     out: list[list[SessionResult]] = []
     failure: list[BaseException] = []
+    marks: dict = {}
 
     def target() -> None:
         try:
-            out.append(asyncio.run(asyncio.wait_for(_run(base_url, files, int(timeout_s * 1000), None), timeout_s + 60)))
+            out.append(asyncio.run(asyncio.wait_for(_run(base_url, files, int(timeout_s * 1000), marks, meter), timeout_s + 60)))
         except BaseException as error:  # noqa: BLE001 - re-raised in the caller's thread
             failure.append(error)
 
@@ -118,4 +172,6 @@ def run_sessions(base_url: str, files: list[Path], *, timeout_s: float = 300.0) 
         raise failure[0]
     if not out:
         raise TimeoutError(f"the {len(files)} browser sessions did not finish within {timeout_s + 120:.0f} s")
+    if cpu is not None and "start" in marks and "end" in marks:
+        cpu.update({key: marks["end"][key] - marks["start"][key] for key in marks["start"]})
     return out[0]
