@@ -1,8 +1,9 @@
 """Canonical framing: crop a film to its content box, so black borders and padding carry no signal.
 
-Measured on the Kaggle set (``python -m core.framing data/chest_xray``): 18 % of the training NORMAL films have
-black bars at the sides against 4 % of the PNEUMONIA films (test: 33 % against 5 %), so a border is a shortcut to
-"normal"; and padding a film with black bars is what moved the robust CNNs' specificity most in the audit.
+Measured on the Kaggle set at 224 px (``python -m core.framing data/chest_xray``): 52 % of the training NORMAL films
+have a black border (side bars of a few pixels) against 16 % of the PNEUMONIA films (test: 53 % against 13 %), so a
+border is a shortcut to "normal"; and padding a film with black bars is what moved the robust CNNs' specificity most
+in the audit.
 
 The rule (identical in numpy here and in :class:`core.framing_layer.CropToContent` inside a model): a row or column
 is *content* when at least ``MIN_SHARE`` (10 %) of its pixels are brighter than ``threshold`` (grey levels, 0-255),
