@@ -117,7 +117,6 @@ def fit_stage(
         if "val_loss" in previous and len(previous):
             best_so_far = float(previous["val_loss"].min())
     callbacks = [
-        keras.callbacks.BackupAndRestore(str(work_dir / f"backup-{stage}"), delete_checkpoint=True),
         keras.callbacks.ModelCheckpoint(
             str(best_file),
             monitor="val_loss",
@@ -127,7 +126,11 @@ def fit_stage(
         ),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True),
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3, patience=max(1, patience // 2), min_lr=1e-6),
+        # The epoch's row (with the learning rate ReduceLROnPlateau just logged) is written and flushed before the
+        # backup that marks the epoch done: a kill between the two redoes the epoch (its duplicate row is dropped
+        # below) instead of losing the epoch's row from the history.
         keras.callbacks.CSVLogger(str(history_file), append=True),
+        keras.callbacks.BackupAndRestore(str(work_dir / f"backup-{stage}"), delete_checkpoint=True),
         progress_callback(epochs, stage, progress),
     ]
     model.fit(
