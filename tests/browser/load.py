@@ -85,7 +85,8 @@ def cpu_meter(server_pid: int) -> Callable[[], dict[str, float]]:
 
 
 async def _session(browser, base_url: str, path: Path, timeout_ms: int, ready: asyncio.Barrier | None = None,
-                   marks: dict | None = None, meter: Callable[[], dict[str, float]] | None = None) -> SessionResult:
+                   marks: dict | None = None, meter: Callable[[], dict[str, float]] | None = None,
+                   contexts: list | None = None) -> SessionResult:
     """One user: open the Prediction page, upload `path`, wait for the probability and the Grad-CAM overlay.
 
     With ``ready``, every session first has its page open and drawn, then all upload at the same moment (eight
@@ -123,7 +124,10 @@ async def _session(browser, base_url: str, path: Path, timeout_ms: int, ready: a
         if ready is not None:
             await ready.abort()  # the others must not wait for a session that will never upload
     finally:
-        await context.close()
+        if contexts is None:
+            await context.close()
+        else:
+            contexts.append(context)  # closed by _run once the CPU meter has been read (a closed renderer's CPU is lost)
     return result
 
 
@@ -136,10 +140,13 @@ async def _run(base_url: str, files: list[Path], timeout_ms: int, marks: dict,
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             ready = asyncio.Barrier(len(files))
-            results = list(await asyncio.gather(*(_session(browser, base_url, f, timeout_ms, ready, marks, meter)
+            contexts: list = []
+            results = list(await asyncio.gather(*(_session(browser, base_url, f, timeout_ms, ready, marks, meter, contexts)
                                                   for f in files)))
             if meter is not None:
                 marks["end"] = meter()
+            for context in contexts:
+                await context.close()
             return results
         finally:
             await browser.close()
