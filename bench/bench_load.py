@@ -1,20 +1,33 @@
-"""Load: N concurrent browser sessions (default 8) against one `streamlit run` server on 127.0.0.1.
+"""Load: N concurrent sessions (default 8) against one `streamlit run` server on 127.0.0.1, through two clients.
 
-Each session (one headless Debian chromium, one context per session) opens the Prediction page, uploads a different
-real test X-ray and waits for its probability and Grad-CAM overlay. Measured in one run, side by side, on a warm
-server (the model already loaded): 1, 4, 8 and 16 sessions at once (each with a file no earlier session used, so
-nothing comes from the result caches). The browsers run on the same machine as the server and take CPU too.
-Reports errors, cross-talk (a session showing a probability other than the model's own for its file, or another
-file's name), p50/p95/max latency from upload to the Grad-CAM overlay, and 8 sessions' p95 over one session's time.
-Bounded: every session times out after --timeout seconds and the server is always stopped.
+Each session opens the Prediction page, uploads a different real test X-ray and waits for its probability and
+Grad-CAM overlay. Two clients, chosen with --client (both can run side by side in one run):
 
-Run: nice .venv/bin/python -m bench load       (or: .venv/bin/python -m bench.bench_load --levels 1,8)
+- ``browser``: one headless Debian chromium, one context per session (tests/browser/load.py); timed from the upload
+  to the overlay caption shown and both images loaded. The browsers run on the same 2-core machine as the server and
+  take most of the CPU (measured below), so this number is mostly the test browsers' own rendering.
+- ``protocol``: bench/streamlit_client.py speaks Streamlit's websocket protocol exactly as the frontend does (no
+  rendering); timed from the file_urls_request to ``script_finished`` of the run that scored the file (also: until the
+  overlay's caption arrived and both its images were fetched from /media). This is what the *server* delivers.
+
+Measured in one run, side by side, on a warm server (a first session and 4 warm-up uploads done): 1, 4, 8 and 16
+sessions at once, each with a file no earlier session of either client used (nothing comes from the result caches);
+with both clients the order of the clients alternates from level to level. Reports per client: errors, cross-talk (a session showing a
+probability other than the model's own for its file, or another file's name), p50/p95/max latency, the CPU seconds of
+the server, the browsers and this process from the uploads to the last result, and 8 sessions' p95 over one
+session's time (the goal of issue 12: <= 2). Bounded: every session times out after --timeout seconds and the server
+is always stopped. bench/results/load.json holds one block per client under "clients".
+
+Run: nice .venv/bin/python -m bench load       (browser client, levels 1,4,8,16)
+     .venv/bin/python -m bench.bench_load --client both --levels 1,4,8,16
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -29,14 +42,21 @@ from core import config
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+CLIENTS = ("browser", "protocol")
+WARM_UP = 4
+"""Files uploaded at once (protocol client) after the first session, before any measured level: the server's
+first-time paths (e.g. Grad-CAM of the other class, Streamlit's emoji table imported by the first st.warning or st.info
+with an icon, ~1.6 s under load) must not land in one measured level."""
+
+
 def _summary(results: list, expected: dict[str, str]) -> dict:
-    """Errors, cross-talk and latency percentiles of one batch of sessions."""
+    """Errors, cross-talk and latency percentiles of one batch of sessions (either client's results)."""
     seconds = [r.seconds for r in results if r.seconds is not None]
     errors = [f"{r.file}: {r.error or r.exceptions}" for r in results if r.error or r.exceptions]
     cross_talk = [f"{r.file}: shown {r.probability} / {r.heading}, expected {expected[r.file]}" for r in results
                   if not r.error and (r.probability != expected[r.file] or r.heading != r.file)]
     not_gradcam = [r.file for r in results if not r.error and not (r.overlay_caption or "").startswith("Grad-CAM")]
-    return {
+    summary = {
         "sessions": len(results), "errors": len(errors), "error_details": errors, "cross_talk": len(cross_talk),
         "cross_talk_details": cross_talk, "without_gradcam": not_gradcam,
         "p50_seconds": float(np.percentile(seconds, 50)) if seconds else None,
@@ -44,27 +64,82 @@ def _summary(results: list, expected: dict[str, str]) -> dict:
         "max_seconds": max(seconds) if seconds else None,
         "mean_seconds": statistics.fmean(seconds) if seconds else None,
     }
+    overlay = [r.seconds_to_overlay for r in results if getattr(r, "seconds_to_overlay", None) is not None]
+    if overlay:  # protocol client: until the overlay caption arrived and both its images were fetched
+        summary["overlay_p50_seconds"] = float(np.percentile(overlay, 50))
+        summary["overlay_p95_seconds"] = float(np.percentile(overlay, 95))
+    return summary
 
 
-def run(levels: tuple[int, ...] = (1, 4, 8, 16), timeout: float = 300.0) -> dict:
-    """Start the server, warm it up, then run each level of concurrent sessions in turn; return the summary.
+def _meter(server_pid: int):
+    """CPU seconds so far of the server, of the chromium processes and of this process (the client side)."""
+    from tests.browser.load import cpu_meter
 
-    Every session of every level uploads a file no earlier session used (nothing comes from the result caches).
-    `alone` is the 1-session level, `concurrent` the 8-session one (the goal: its p95 <= 2x alone).
+    base = cpu_meter(server_pid)
+
+    def read() -> dict[str, float]:
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        return {**base(), "bench_process": own.ru_utime + own.ru_stime}
+    return read
+
+
+def _protocol_sessions(url: str, files: list[Path], timeout: float, meter=None, cpu: dict | None = None) -> list:
+    """All protocol sessions at once; ``cpu`` gets the CPU used from the moment all pages were open to the end."""
+    from bench.streamlit_client import run_protocol_sessions
+
+    marks: dict = {}
+
+    def on_start() -> None:
+        if meter is not None and "start" not in marks:
+            marks["start"] = meter()
+
+    results = asyncio.run(run_protocol_sessions(url, files, timeout_s=timeout, on_start=on_start))
+    if meter is not None and cpu is not None and "start" in marks:
+        end = meter()
+        cpu.update({key: end[key] - marks["start"][key] for key in end})
+    return results
+
+
+def _sessions(client: str, url: str, files: list[Path], timeout: float, meter=None, cpu: dict | None = None) -> list:
+    """One batch of concurrent sessions through `client` ("browser" or "protocol")."""
+    if client == "protocol":
+        return _protocol_sessions(url, files, timeout, meter, cpu)
+    from tests.browser.load import run_sessions
+
+    return run_sessions(url, files, timeout_s=timeout, meter=meter, cpu=cpu)
+
+
+def _ratios(summaries: dict) -> dict:
+    """`alone` (1 session), `concurrent` (8 sessions) and 8 sessions' p95 over one session's time."""
+    alone, eight = summaries.get("1"), summaries.get("8")
+    out = {"levels": summaries, "alone": alone, "concurrent": eight}
+    if alone and eight and alone["p50_seconds"] and eight["p50_seconds"]:
+        out["p50_ratio_concurrent_vs_alone"] = eight["p50_seconds"] / alone["p50_seconds"]
+        out["p95_8_sessions_over_alone"] = eight["p95_seconds"] / alone["p50_seconds"]
+    return out
+
+
+def run(levels: tuple[int, ...] = (1, 4, 8, 16), timeout: float = 300.0, clients: tuple[str, ...] = ("browser",)) -> dict:
+    """Start the server, warm it up, then run each level of concurrent sessions in turn for each client.
+
+    Every session of every level and client uploads a file no earlier session used (nothing comes from the result
+    caches). Per client: `alone` is the 1-session level, `concurrent` the 8-session one (the goal: its p95 <= 2x alone).
     """
     from core.imaging import decode_xray
     from core.predict import load_scorer
-    from tests.browser.load import conv_model_dir, cpu_meter, pick_files, run_sessions
+    from tests.browser.load import conv_model_dir, pick_files
     from tests.browser.server import DashboardServer
 
     model = conv_model_dir(config.models_dir())
     scorer = load_scorer(model)
-    files = pick_files(config.data_root(), 1 + sum(levels))
+    files = pick_files(config.data_root(), 1 + WARM_UP + sum(levels) * len(clients))
     expected = {f.name: f"{scorer.probability(decode_xray(f)):.3f}" for f in files}
-    batches, start = [], 1
-    for level in levels:
-        batches.append((level, files[start:start + level]))
-        start += level
+    batches, start = [], 1 + WARM_UP
+    for index, level in enumerate(levels):
+        order = clients if index % 2 == 0 else tuple(reversed(clients))  # neither client always runs first
+        for client in order:
+            batches.append((client, level, files[start:start + level]))
+            start += level
     with tempfile.TemporaryDirectory(prefix="bench_load_") as tmp:
         models_root = Path(tmp) / "models"
         models_root.mkdir()
@@ -73,45 +148,54 @@ def run(levels: tuple[int, ...] = (1, 4, 8, 16), timeout: float = 300.0) -> dict
         started = time.perf_counter()
         with server:
             startup = time.perf_counter() - started
-            meter = cpu_meter(server.process.pid)
-            cold = run_sessions(server.url, files[:1], timeout_s=timeout)
-            summaries = {}
-            for level, batch in batches:
+            meter = _meter(server.process.pid)
+            cold = _sessions(clients[0], server.url, files[:1], timeout)
+            warm = _summary(_sessions("protocol", server.url, files[1:1 + WARM_UP], timeout), expected)
+            summaries: dict[str, dict] = {client: {} for client in clients}
+            for client, level, batch in batches:
                 cpu: dict[str, float] = {}
-                summaries[str(level)] = _summary(run_sessions(server.url, batch, timeout_s=timeout, meter=meter, cpu=cpu), expected)
-                summaries[str(level)]["load_average_1min"] = os.getloadavg()[0]
-                summaries[str(level)]["cpu_seconds_during_uploads"] = cpu
+                summary = _summary(_sessions(client, server.url, batch, timeout, meter, cpu), expected)
+                summary["load_average_1min"] = os.getloadavg()[0]
+                summary["cpu_seconds_during_uploads"] = cpu
+                summaries[client][str(level)] = summary
             traceback_in_log = "Traceback" in server.log()
-    result = {
-        "model": model.name, "server_startup_seconds": startup,
-        "cold_first_session_seconds": cold[0].seconds, "cold_error": cold[0].error,
-        "levels": summaries, "alone": summaries.get("1"), "concurrent": summaries.get("8"),
+    return {
+        "model": model.name, "server_startup_seconds": startup, "cold_client": clients[0],
+        "cold_first_session_seconds": cold[0].seconds, "cold_error": cold[0].error, "warm_up": warm,
+        "clients": {client: _ratios(summaries[client]) for client in clients},
         "traceback_in_server_log": traceback_in_log,
     }
-    alone, eight = result["alone"], result["concurrent"]
-    if alone and eight and alone["p50_seconds"] and eight["p50_seconds"]:
-        result["p50_ratio_concurrent_vs_alone"] = eight["p50_seconds"] / alone["p50_seconds"]
-        result["p95_8_sessions_over_alone"] = eight["p95_seconds"] / alone["p50_seconds"]
-    return result
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run the load benchmark, print the numbers and write bench/results/load.json."""
     parser = argparse.ArgumentParser(prog="python -m bench.bench_load", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--levels", default="1,4,8,16", help="numbers of concurrent browser sessions, run in turn")
+    parser.add_argument("--levels", default="1,4,8,16", help="numbers of concurrent sessions, run in turn")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds each batch of sessions may take")
+    parser.add_argument("--client", choices=(*CLIENTS, "both"), default="browser",
+                        help="browser: headless chromium sessions; protocol: Streamlit's websocket protocol without a "
+                             "browser (what the server delivers); both: side by side in one run")
     args = parser.parse_args(argv if argv is not None else [])
-    result = run(tuple(int(n) for n in args.levels.split(",")), args.timeout)
+    clients = CLIENTS if args.client == "both" else (args.client,)
+    result = run(tuple(int(n) for n in args.levels.split(",")), args.timeout, clients)
     print(f"model {result['model']}; server up in {result['server_startup_seconds']:.1f} s; "
-          f"first (cold) session {result['cold_first_session_seconds'] or float('nan'):.1f} s")
-    for level, summary in result["levels"].items():
-        cpu = summary.get("cpu_seconds_during_uploads") or {}
-        print(f"{level:>2} sessions at once: p50 {summary['p50_seconds'] or float('nan'):.2f} s, "
-              f"p95 {summary['p95_seconds'] or float('nan'):.2f} s upload -> Grad-CAM; errors {summary['errors']}, "
-              f"cross-talk {summary['cross_talk']} (load average {summary['load_average_1min']:.1f}); CPU from the uploads to "
-              f"the last result: server {cpu.get('server', float('nan')):.2f} s, browsers {cpu.get('browsers', float('nan')):.2f} s")
-    if "p95_8_sessions_over_alone" in result:
-        print(f"8 sessions p95 / one session: {result['p95_8_sessions_over_alone']:.2f}x (goal <= 2)")
+          f"first (cold, {result['cold_client']}) session {result['cold_first_session_seconds'] or float('nan'):.1f} s; "
+          f"{WARM_UP} warm-up uploads at once: max {result['warm_up']['max_seconds'] or float('nan'):.2f} s, "
+          f"errors {result['warm_up']['errors']}")
+    nan = float("nan")
+    for client, block in result["clients"].items():
+        until = "script_finished" if client == "protocol" else "Grad-CAM shown"
+        for level, summary in block["levels"].items():
+            cpu = summary.get("cpu_seconds_during_uploads") or {}
+            overlay = (f" (overlay p50 {summary['overlay_p50_seconds']:.2f} / p95 {summary['overlay_p95_seconds']:.2f} s)"
+                       if "overlay_p50_seconds" in summary else "")
+            print(f"{client:>8} {level:>2} sessions at once: p50 {summary['p50_seconds'] or nan:.2f} s, "
+                  f"p95 {summary['p95_seconds'] or nan:.2f} s upload -> {until}{overlay}; errors {summary['errors']}, "
+                  f"cross-talk {summary['cross_talk']} (load average {summary['load_average_1min']:.1f}); CPU from the "
+                  f"uploads to the last result: server {cpu.get('server', nan):.2f} s, browsers {cpu.get('browsers', nan):.2f} s, "
+                  f"this process {cpu.get('bench_process', nan):.2f} s")
+        if "p95_8_sessions_over_alone" in block:
+            print(f"{client:>8}: 8 sessions p95 / one session: {block['p95_8_sessions_over_alone']:.2f}x (goal <= 2)")
     path = write_results("load", result)
     print(f"wrote {path}")
 
