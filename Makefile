@@ -9,7 +9,7 @@ PORT ?= 8501
 CHROMIUM := /usr/bin/chromium
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo serve test install install-dev browser models model-artifacts bench clean
+.PHONY: demo serve test install install-dev browser models model-artifacts reproduce bench clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,13 @@ model-artifacts: $(VENV)/.runtime
 	for m in models/*/; do $(PY) -m core.audit model $$m --write-card || exit 1; done
 	$(PY) -m core.examples models/*/
 	$(PY) -m core.ablation models/ docs/experiments/ --baseline cnn-deep-128 --json docs/ablation.json --markdown
+
+# Retrain one shipped model (MODEL=name, default the recommended one) into .cache/rerun and check that every test
+# metric lands inside the shipped card's 95% CI (exit status 1 if not).
+MODEL ?= cnn-deep-128-acq-norm-s7
+reproduce: $(VENV)/.runtime
+	$(PY) train.py --preset shipped --only $(MODEL) --models-dir .cache/rerun --no-progress
+	$(PY) -m core.reproduction models/$(MODEL) .cache/rerun/$(MODEL)
 
 bench: $(VENV)/.dev
 	$(PY) -m bench
