@@ -46,9 +46,13 @@ def follow_deep_link() -> None:
         st.switch_page(wanted)
 
 
-@st.cache_data(show_spinner=False)
+@st.cache_resource(show_spinner=False, max_entries=4)
 def _listed_models(models_dir: str, signature: tuple) -> list[registry.ModelEntry]:
-    """registry.list_models, cached until a file in a model folder changes (signature = names, times, sizes)."""
+    """registry.list_models, cached until a file in a model folder changes (signature = names, times, sizes).
+
+    One shared list (st.cache_resource), not a copy per rerun: st.cache_data would unpickle every card on every run
+    of every page (about a tenth of a Prediction rerun's server time). Entries are frozen; pages only read cards.
+    """
     return registry.list_models(models_dir)
 
 

@@ -100,6 +100,34 @@ def embedding_function(model: Any) -> Any:
     return explain.cached(model, ("embedding",), build)
 
 
+def embedding_and_probability_function(model: Any) -> Any:
+    """Cached function: model inputs (N, H, W, C) in [0, 255] -> (penultimate embedding (N, d), P(pneumonia) (N,)).
+
+    One forward pass gives both for a flat model, so the guard's check and the score share it; an ensemble (whose
+    embedding runs each member on its own) gets its probability from a second call.
+    """
+    import keras
+    import tensorflow as tf
+
+    from core import explain
+
+    if explain.members(model):
+        embed = embedding_function(model)
+        return lambda batch: (embed(batch), tf.reshape(model(batch, training=False), (-1,)))
+
+    def build() -> Any:
+        shape = tuple(int(s) for s in model.inputs[0].shape[1:])
+        sub_model = keras.Model(model.inputs, [explain.logit_head(model)[0], model.outputs[0]])
+
+        def run(batch: Any) -> tuple[Any, Any]:
+            embedding, probability = sub_model(batch, training=False)
+            return tf.reshape(embedding, (tf.shape(batch)[0], -1)), tf.reshape(probability, (-1,))
+
+        return tf.function(run, input_signature=[tf.TensorSpec((None, *shape), tf.float32)])
+
+    return explain.cached(model, ("embedding+probability",), build)
+
+
 @dataclass
 class _Gaussian:
     """PCA projection plus a Ledoit-Wolf Gaussian: Mahalanobis distance and reconstruction residual."""
@@ -194,6 +222,7 @@ class OodResult:
     appearance_distance: float
     appearance_threshold: float
     saturation: float | None
+    probability: float | None = None  # P(pneumonia) from the same model pass (so scoring needs no second one)
 
     def message(self) -> str:
         """One paragraph for the page, empty when the image looks in-distribution."""
@@ -203,12 +232,12 @@ class OodResult:
                 "meaningless. " + " ".join(self.reasons))
 
 
-def _features_and_statistics(scorer: Any, decoded_images: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
-    """(embeddings (n, d), intensity statistics (n, 7)) of decoded X-rays."""
+def _features_and_statistics(scorer: Any, decoded_images: Sequence[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(embeddings (n, d), intensity statistics (n, 7), P(pneumonia) (n,)) of decoded X-rays, from one model pass."""
     inputs = np.stack([scorer.prepare(d) for d in decoded_images])
-    embeddings = embedding_function(scorer.model)(inputs).numpy().astype(np.float64)
+    embeddings, probabilities = embedding_and_probability_function(scorer.model)(inputs)
     statistics = np.stack([image_statistics(getattr(d, "pixels", d)) for d in decoded_images])
-    return embeddings, statistics
+    return np.asarray(embeddings, np.float64), statistics, np.asarray(probabilities, np.float32)
 
 
 def calibrate(scorer: Any, decoded_images: Iterable[Any], *, quantile: float = DEFAULT_QUANTILE,
@@ -220,11 +249,11 @@ def calibrate(scorer: Any, decoded_images: Iterable[Any], *, quantile: float = D
     for decoded in decoded_images:
         batch.append(decoded)
         if len(batch) == batch_size:
-            e, s = _features_and_statistics(scorer, batch)
+            e, s, _ = _features_and_statistics(scorer, batch)
             embeddings.append(e), statistics.append(s)
             batch = []
     if batch:
-        e, s = _features_and_statistics(scorer, batch)
+        e, s, _ = _features_and_statistics(scorer, batch)
         embeddings.append(e), statistics.append(s)
     if sum(len(e) for e in embeddings) < 5 * FOLDS:
         raise ValueError(f"The guard needs at least {5 * FOLDS} validation images to calibrate; pass more.")
@@ -252,7 +281,7 @@ def check_many(scorer: Any, calibration: OodCalibration, decoded_images: Sequenc
     """check() for several decoded X-rays, with one model pass for all of them (raw_bytes: one per image, or None)."""
     if not decoded_images:
         return []
-    embeddings, statistics = _features_and_statistics(scorer, list(decoded_images))
+    embeddings, statistics, probabilities = _features_and_statistics(scorer, list(decoded_images))
     distances, residuals = calibration.features.distances(embeddings)
     appearances = calibration.appearance.distances(statistics)[0]
     feature_threshold, residual_threshold = (float(t) for t in calibration.feature_thresholds)
@@ -273,7 +302,7 @@ def check_many(scorer: Any, calibration: OodCalibration, decoded_images: Sequenc
             reasons.append(f"The model's internal features for it lie off the range spanned by the validation X-rays (residual "
                            f"{residual:.2f}; {calibration.quantile:.0%} of validation images are below {residual_threshold:.2f}).")
         results.append(OodResult(bool(reasons), tuple(reasons), distance, feature_threshold, appearance,
-                                 calibration.appearance_threshold, saturation))
+                                 calibration.appearance_threshold, saturation, float(probabilities[i])))
     return results
 
 

@@ -270,7 +270,11 @@ def score_uploads(scorer: Scorer, files: Sequence[tuple[str, bytes]], *, thresho
         decoded, verdicts = ood.assess_many(scorer, calibration, decoded, raw_bytes=raw, fix_inverted=fix_inverted)
         for result, image, verdict in zip([r for r in results if r.status == "ok"], decoded, verdicts):
             result.metadata, result.pixels, result.verdict = dict(image.metadata), image.pixels, verdict
-    probabilities = iter(scorer.probabilities(decoded))
+    checks = [getattr(result.verdict, "model_check", None) for result in results if result.status == "ok"]
+    if decoded and all(check is not None and check.probability is not None for check in checks):
+        probabilities = iter([check.probability for check in checks])  # the guard's model pass scored them already
+    else:
+        probabilities = iter(scorer.probabilities(decoded))
     for result in results:
         if result.status == "ok":
             result.probability = float(next(probabilities))

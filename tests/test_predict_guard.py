@@ -49,3 +49,23 @@ def test_fix_inverted_scores_the_negative_film_the_right_way_up(tiny_cnn_dir: Pa
     assert "scored the right way up (inverted)" in rows[NEGATIVE.name]["guard_reasons"]
     assert "inverted (negative film)" not in rows[NEGATIVE.name]["guard_reasons"]
     assert float(rows[normal.name]["probability"]) == pytest.approx(scorer.probability(decode_xray(normal)), abs=1e-5)  # untouched
+
+
+def test_the_guards_model_pass_is_the_score_and_no_second_pass_is_made(project_root: Path, data_root: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    model_dir = project_root / "models" / "cnn-deep-128"
+    scorer = predict.load_scorer(model_dir)
+    calibration = ood.load_calibration(model_dir)
+    assert calibration is not None, "the shipped cnn-deep-128 has an ood.npz"
+    files = [NEGATIVE, *sorted((data_root / "test" / "PNEUMONIA").glob("*.jpeg"))[:2], data_root / "test" / "NORMAL" / "IM-0001-0001.jpeg"]
+    uploads = [(f.name, f.read_bytes()) for f in files] + [("broken.png", b"not an image")]
+    expected = scorer.probabilities([inversion.invert(decode_xray(NEGATIVE)), *(decode_xray(f) for f in files[1:])])
+
+    def second_pass(*_args, **_kwargs):
+        raise AssertionError("score_uploads ran a second model pass after the guard's")
+
+    monkeypatch.setattr(scorer, "predict_batch", second_pass)
+    results = predict.score_uploads(scorer, uploads, guard=True, calibration=calibration, fix_inverted=True)
+    assert [r.status for r in results] == ["ok"] * 4 + ["error"]
+    assert [r.probability for r in results[:4]] == pytest.approx(expected.tolist(), abs=1e-6)
+    assert all(r.verdict.model_check.probability == r.probability for r in results[:4])
