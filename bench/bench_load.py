@@ -42,7 +42,9 @@ from core import config
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-CLIENTS = ("browser", "protocol")
+CLIENTS = ("browser", "protocol", "mixed")
+MIXED_ROUNDS = 5
+"""Rounds per level of the mixed client (one real browser among protocol sessions): its latencies are the browser's."""
 WARM_UP = 4
 """Files uploaded at once (protocol client) after the first session, before any measured level: the server's
 first-time paths (e.g. Grad-CAM of the other class, Streamlit's emoji table imported by the first st.warning or st.info
@@ -100,10 +102,47 @@ def _protocol_sessions(url: str, files: list[Path], timeout: float, meter=None, 
     return results
 
 
+async def _one_browser_among_protocol_sessions(url: str, rounds: list[list[Path]], timeout: float) -> list:
+    """For each round: one real browser session and len(round) - 1 protocol sessions upload at the same moment.
+
+    The browser's result is what one clinician sees while the others' uploads load the server; the others are what
+    their own browsers (on their own computers) would send. Returns every session's result, browsers first per round.
+    """
+    from playwright.async_api import async_playwright
+
+    from bench.streamlit_client import upload_session
+    from tests.browser.load import CHROMIUM, CHROMIUM_ARGS, _session
+
+    out: list = []
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            for files in rounds:
+                ready = asyncio.Barrier(len(files))
+                out += await asyncio.gather(_session(browser, url, files[0], int(timeout * 1000), ready),
+                                            *(upload_session(url, f, timeout_s=timeout, ready=ready) for f in files[1:]))
+        finally:
+            await browser.close()
+    return out
+
+
 def _sessions(client: str, url: str, files: list[Path], timeout: float, meter=None, cpu: dict | None = None) -> list:
-    """One batch of concurrent sessions through `client` ("browser" or "protocol")."""
+    """One batch of concurrent sessions through `client` ("browser", "protocol" or "mixed").
+
+    "mixed": the batch is cut into MIXED_ROUNDS rounds of equal size; only the first session of each round is a real
+    browser (see _one_browser_among_protocol_sessions).
+    """
     if client == "protocol":
         return _protocol_sessions(url, files, timeout, meter, cpu)
+    if client == "mixed":
+        size = len(files) // MIXED_ROUNDS
+        rounds = [files[i * size:(i + 1) * size] for i in range(MIXED_ROUNDS)]
+        before = meter() if meter is not None else None
+        results = asyncio.run(_one_browser_among_protocol_sessions(url, rounds, timeout))
+        if before is not None and cpu is not None:
+            after = meter()
+            cpu.update({key: after[key] - before[key] for key in after})
+        return results
     from tests.browser.load import run_sessions
 
     return run_sessions(url, files, timeout_s=timeout, meter=meter, cpu=cpu)
@@ -132,14 +171,16 @@ def run(levels: tuple[int, ...] = (1, 4, 8, 16), timeout: float = 300.0, clients
 
     model = conv_model_dir(config.models_dir())
     scorer = load_scorer(model)
-    files = pick_files(config.data_root(), 1 + WARM_UP + sum(levels) * len(clients))
+    per_level = {client: (MIXED_ROUNDS if client == "mixed" else 1) for client in clients}
+    files = pick_files(config.data_root(), 1 + WARM_UP + sum(levels) * sum(per_level.values()))
     expected = {f.name: f"{scorer.probability(decode_xray(f)):.3f}" for f in files}
     batches, start = [], 1 + WARM_UP
     for index, level in enumerate(levels):
         order = clients if index % 2 == 0 else tuple(reversed(clients))  # neither client always runs first
         for client in order:
-            batches.append((client, level, files[start:start + level]))
-            start += level
+            count = level * per_level[client]
+            batches.append((client, level, files[start:start + count]))
+            start += count
     with tempfile.TemporaryDirectory(prefix="bench_load_") as tmp:
         models_root = Path(tmp) / "models"
         models_root.mkdir()
@@ -149,18 +190,27 @@ def run(levels: tuple[int, ...] = (1, 4, 8, 16), timeout: float = 300.0, clients
         with server:
             startup = time.perf_counter() - started
             meter = _meter(server.process.pid)
-            cold = _sessions(clients[0], server.url, files[:1], timeout)
+            cold_client = "browser" if clients[0] == "mixed" else clients[0]
+            cold = _sessions(cold_client, server.url, files[:1], timeout)
             warm = _summary(_sessions("protocol", server.url, files[1:1 + WARM_UP], timeout), expected)
             summaries: dict[str, dict] = {client: {} for client in clients}
             for client, level, batch in batches:
                 cpu: dict[str, float] = {}
-                summary = _summary(_sessions(client, server.url, batch, timeout, meter, cpu), expected)
+                results = _sessions(client, server.url, batch, timeout, meter, cpu)
+                if client == "mixed":  # latencies: the real browser of each round; errors and cross-talk: everyone
+                    summary = _summary(results[::level], expected)
+                    everyone = _summary(results, expected)
+                    summary.update({key: everyone[key] for key in ("sessions", "errors", "error_details", "cross_talk",
+                                                                   "cross_talk_details", "without_gradcam")})
+                    summary["rounds"] = MIXED_ROUNDS
+                else:
+                    summary = _summary(results, expected)
                 summary["load_average_1min"] = os.getloadavg()[0]
                 summary["cpu_seconds_during_uploads"] = cpu
                 summaries[client][str(level)] = summary
             traceback_in_log = "Traceback" in server.log()
     return {
-        "model": model.name, "server_startup_seconds": startup, "cold_client": clients[0],
+        "model": model.name, "server_startup_seconds": startup, "cold_client": cold_client,
         "cold_first_session_seconds": cold[0].seconds, "cold_error": cold[0].error, "warm_up": warm,
         "clients": {client: _ratios(summaries[client]) for client in clients},
         "traceback_in_server_log": traceback_in_log,
@@ -172,11 +222,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_load", description=__doc__.split("\n\n")[0])
     parser.add_argument("--levels", default="1,4,8,16", help="numbers of concurrent sessions, run in turn")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds each batch of sessions may take")
-    parser.add_argument("--client", choices=(*CLIENTS, "both"), default="browser",
+    parser.add_argument("--client", choices=(*CLIENTS, "both", "all"), default="browser",
                         help="browser: headless chromium sessions; protocol: Streamlit's websocket protocol without a "
-                             "browser (what the server delivers); both: side by side in one run")
+                             "browser (what the server delivers); mixed: one real browser among protocol sessions, "
+                             f"{MIXED_ROUNDS} rounds per level (what one clinician sees while the others upload); both: "
+                             "browser and protocol side by side in one run; all: the three")
     args = parser.parse_args(argv if argv is not None else [])
-    clients = CLIENTS if args.client == "both" else (args.client,)
+    clients = {"both": ("browser", "protocol"), "all": CLIENTS}.get(args.client, (args.client,))
     result = run(tuple(int(n) for n in args.levels.split(",")), args.timeout, clients)
     print(f"model {result['model']}; server up in {result['server_startup_seconds']:.1f} s; "
           f"first (cold, {result['cold_client']}) session {result['cold_first_session_seconds'] or float('nan'):.1f} s; "
@@ -184,7 +236,7 @@ def main(argv: list[str] | None = None) -> None:
           f"errors {result['warm_up']['errors']}")
     nan = float("nan")
     for client, block in result["clients"].items():
-        until = "script_finished" if client == "protocol" else "Grad-CAM shown"
+        until = "script_finished" if client == "protocol" else "Grad-CAM shown in the browser"
         for level, summary in block["levels"].items():
             cpu = summary.get("cpu_seconds_during_uploads") or {}
             overlay = (f" (overlay p50 {summary['overlay_p50_seconds']:.2f} / p95 {summary['overlay_p95_seconds']:.2f} s)"

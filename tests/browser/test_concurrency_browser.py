@@ -43,7 +43,7 @@ def test_concurrent_sessions_each_get_their_own_result(conv_server, data_root: P
     results = run_sessions(server.url, files, timeout_s=240)
     assert [r.file for r in results] == [f.name for f in files]
     for result in results:
-        assert result.error is None and not result.exceptions, result
+        assert result.error is None and not result.exceptions, results
         assert result.heading == result.file, f"a session shows another session's file: {result}"
         assert result.probability == expected[result.file], f"cross-talk or wrong score: {result} vs {expected}"
         assert result.overlay_caption.startswith("Grad-CAM") and result.images >= 2, result
