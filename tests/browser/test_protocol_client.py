@@ -15,6 +15,14 @@ from tests.browser.load import conv_model_dir, pick_files
 from tests.browser.server import PROJECT_ROOT, DashboardServer, free_port
 
 
+def _run(coroutine):
+    """asyncio.run in a thread of its own: the sync Playwright API of other browser tests may own this thread's loop."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
 @pytest.fixture(scope="module")
 def conv_server(tmp_path_factory: pytest.TempPathFactory):
     """A server whose only model is the first convolutional shipped model (so the default heatmap is Grad-CAM)."""
@@ -43,7 +51,7 @@ def test_two_protocol_sessions_each_get_their_own_result(conv_server, data_root:
             expected[candidate.name] = shown
     files = [f for f in pick_files(data_root, 10) if f.name in expected]
     assert len(files) == 2
-    results = asyncio.run(run_protocol_sessions(server.url, files, timeout_s=240))
+    results = _run(run_protocol_sessions(server.url, files, timeout_s=240))
     assert [r.file for r in results] == [f.name for f in files]
     for result in results:
         assert result.error is None and not result.exceptions, result
@@ -57,7 +65,7 @@ def test_two_protocol_sessions_each_get_their_own_result(conv_server, data_root:
 
 def test_a_session_reports_an_unreachable_server_instead_of_raising(data_root: Path) -> None:
     path = pick_files(data_root, 1)[0]
-    result = asyncio.run(upload_session(f"http://127.0.0.1:{free_port()}", path, timeout_s=20))
+    result = _run(upload_session(f"http://127.0.0.1:{free_port()}", path, timeout_s=20))
     assert isinstance(result, ProtocolResult) and result.file == path.name
     assert result.error and "Connection" in result.error, result
     assert result.seconds is None and result.probability is None
