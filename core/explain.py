@@ -183,6 +183,16 @@ def crops_to_content(model: Any) -> bool:
     return any(type(layer).__name__ == "CropToContent" for layer in model.layers)
 
 
+def as_the_model_frames_it(model: Any, pixels: np.ndarray) -> np.ndarray:
+    """Grey pixels (H, W) in [0, 1] as the model frames them: cropped to the content box (core.framing) for a model
+    that crops to content, unchanged otherwise. Feature maps of such a model are in this frame."""
+    if not crops_to_content(model):
+        return pixels
+    from core import framing
+
+    return framing.crop_to_content(np.asarray(pixels, np.float32) * 255.0) / 255.0
+
+
 def to_input_frame(model: Any, maps: np.ndarray, batch: np.ndarray) -> np.ndarray:
     """Maps (N, H, W) of the model's convolutional frame in the input frame: for a model that crops to content, each
     map goes back into its film's content box (0 outside, core.framing.uncrop_maps); otherwise unchanged."""

@@ -24,7 +24,7 @@ def feature_maps(model_dir: str, name: str, data: bytes, layer: str):
     """(activations (h, w, c), grey pixels of the input) for one file and layer."""
     scorer = load_scorer(model_dir)
     decoded = decode_xray(data, name=name)
-    return explain.layer_activations(scorer.model, layer, scorer.prepare(decoded)), decoded.pixels
+    return explain.layer_activations(scorer.model, layer, scorer.prepare(decoded)), explain.as_the_model_frames_it(scorer.model, decoded.pixels)
 
 
 @st.cache_data(show_spinner="Running gradient ascent for each filter…", max_entries=32)
@@ -82,7 +82,9 @@ shown = order[(page - 1) * MAPS_PER_PAGE: page * MAPS_PER_PAGE]
 st.caption(f"{len(order)} filters, {activations.shape[0]}×{activations.shape[1]} px each; each map is scaled to its own "
            "range (dark = low, bright = high). Input shown at left.")
 left, grid = st.columns([1, 3])
-left.image(pixels, caption=name, clamp=True, width="stretch")
+cropped = explain.crops_to_content(load_scorer(model_dir).model)
+left.image(pixels, caption=f"{name}{' (cropped to its content box, as this model sees it)' if cropped else ''}", clamp=True,
+           width="stretch")
 with grid:
     for start in range(0, len(shown), GRID_COLUMNS):
         for column, channel in zip(st.columns(GRID_COLUMNS), shown[start: start + GRID_COLUMNS]):

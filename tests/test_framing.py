@@ -106,3 +106,14 @@ def test_gradcam_of_a_cropping_model_is_zero_on_the_black_bars() -> None:
     for heatmap in (explain.gradcam_for(model).heatmaps(film)[0], explain.explain(model, film[0], method="gradcam++")):
         assert heatmap.shape == (64, 64)
         assert heatmap[:, :8].max() == 0 and heatmap[:, 56:].max() == 0
+
+
+def test_activation_maps_show_the_film_in_the_frame_the_model_uses() -> None:
+    pytest.importorskip("keras")
+    from core import explain, zoo
+
+    film = _padded_ramp() / 255.0
+    framed = zoo.build_model("cnn_deep", img_size=32, framing="crop-borders")
+    plain = zoo.build_model("cnn_deep", img_size=32)
+    np.testing.assert_allclose(explain.as_the_model_frames_it(framed, film), framing.crop_to_content(_padded_ramp()) / 255.0, atol=1e-6)
+    assert explain.as_the_model_frames_it(plain, film) is film
