@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import resource
 import statistics
@@ -73,19 +74,21 @@ def _summary(results: list, expected: dict[str, str]) -> dict:
     return summary
 
 
-def _meter(server_pid: int):
-    """CPU seconds so far of the server, of the chromium processes and of this process (the client side)."""
+def _meter(server_pids: list[int]):
+    """CPU seconds so far of the server processes (summed), of the chromium processes and of this process."""
     from tests.browser.load import cpu_meter
 
-    base = cpu_meter(server_pid)
+    bases = [cpu_meter(pid) for pid in server_pids]
 
     def read() -> dict[str, float]:
+        readings = [base() for base in bases]
         own = resource.getrusage(resource.RUSAGE_SELF)
-        return {**base(), "bench_process": own.ru_utime + own.ru_stime}
+        return {"server": sum(r["server"] for r in readings), "browsers": readings[0]["browsers"],
+                "bench_process": own.ru_utime + own.ru_stime}
     return read
 
 
-def _protocol_sessions(url: str, files: list[Path], timeout: float, meter=None, cpu: dict | None = None) -> list:
+def _protocol_sessions(url: str | list[str], files: list[Path], timeout: float, meter=None, cpu: dict | None = None) -> list:
     """All protocol sessions at once; ``cpu`` gets the CPU used from the moment all pages were open to the end."""
     from bench.streamlit_client import run_protocol_sessions
 
@@ -102,7 +105,7 @@ def _protocol_sessions(url: str, files: list[Path], timeout: float, meter=None, 
     return results
 
 
-async def _one_browser_among_protocol_sessions(url: str, rounds: list[list[Path]], timeout: float) -> list:
+async def _one_browser_among_protocol_sessions(url: str | list[str], rounds: list[list[Path]], timeout: float) -> list:
     """For each round: one real browser session and len(round) - 1 protocol sessions upload at the same moment.
 
     The browser's result is what one clinician sees while the others' uploads load the server; the others are what
@@ -117,16 +120,18 @@ async def _one_browser_among_protocol_sessions(url: str, rounds: list[list[Path]
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
+            urls = [url] if isinstance(url, str) else list(url)  # replicas: session i of a round -> urls[i % n]
             for files in rounds:
                 ready = asyncio.Barrier(len(files))
-                out += await asyncio.gather(_session(browser, url, files[0], int(timeout * 1000), ready),
-                                            *(upload_session(url, f, timeout_s=timeout, ready=ready) for f in files[1:]))
+                out += await asyncio.gather(_session(browser, urls[0], files[0], int(timeout * 1000), ready),
+                                            *(upload_session(urls[i % len(urls)], f, timeout_s=timeout, ready=ready)
+                                              for i, f in enumerate(files) if i > 0))
         finally:
             await browser.close()
     return out
 
 
-def _sessions(client: str, url: str, files: list[Path], timeout: float, meter=None, cpu: dict | None = None) -> list:
+def _sessions(client: str, url: str | list[str], files: list[Path], timeout: float, meter=None, cpu: dict | None = None) -> list:
     """One batch of concurrent sessions through `client` ("browser", "protocol" or "mixed").
 
     "mixed": the batch is cut into MIXED_ROUNDS rounds of equal size; only the first session of each round is a real
@@ -158,8 +163,10 @@ def _ratios(summaries: dict) -> dict:
     return out
 
 
-def run(levels: tuple[int, ...] = (1, 4, 8, 16), timeout: float = 300.0, clients: tuple[str, ...] = ("browser",)) -> dict:
-    """Start the server, warm it up, then run each level of concurrent sessions in turn for each client.
+def run(levels: tuple[int, ...] = (1, 4, 8, 16), timeout: float = 300.0, clients: tuple[str, ...] = ("browser",),
+        replicas: int = 1) -> dict:
+    """Start the server (or ``replicas`` servers, one process each, sessions placed on them in turn as a sticky load
+    balancer would), warm it up, then run each level of concurrent sessions in turn for each client.
 
     Every session of every level and client uploads a file no earlier session used (nothing comes from the result
     caches). Per client: `alone` is the 1-session level, `concurrent` the 8-session one (the goal: its p95 <= 2x alone).
@@ -172,9 +179,10 @@ def run(levels: tuple[int, ...] = (1, 4, 8, 16), timeout: float = 300.0, clients
     model = conv_model_dir(config.models_dir())
     scorer = load_scorer(model)
     per_level = {client: (MIXED_ROUNDS if client == "mixed" else 1) for client in clients}
-    files = pick_files(config.data_root(), 1 + WARM_UP + sum(levels) * sum(per_level.values()))
+    head = (1 + WARM_UP) * replicas
+    files = pick_files(config.data_root(), head + sum(levels) * sum(per_level.values()))
     expected = {f.name: f"{scorer.probability(decode_xray(f)):.3f}" for f in files}
-    batches, start = [], 1 + WARM_UP
+    batches, start = [], head
     for index, level in enumerate(levels):
         order = clients if index % 2 == 0 else tuple(reversed(clients))  # neither client always runs first
         for client in order:
@@ -185,18 +193,23 @@ def run(levels: tuple[int, ...] = (1, 4, 8, 16), timeout: float = 300.0, clients
         models_root = Path(tmp) / "models"
         models_root.mkdir()
         (models_root / model.name).symlink_to(model, target_is_directory=True)  # only this model: Grad-CAM by default
-        server = DashboardServer(log_path=Path(tmp) / "server.log", env={"PNEUMONIA_MODELS": str(models_root)})
+        servers = [DashboardServer(log_path=Path(tmp) / f"server{i}.log", env={"PNEUMONIA_MODELS": str(models_root)})
+                   for i in range(replicas)]
         started = time.perf_counter()
-        with server:
+        with contextlib.ExitStack() as stack:
+            for server in servers:
+                stack.enter_context(server)
             startup = time.perf_counter() - started
-            meter = _meter(server.process.pid)
+            urls = [server.url for server in servers]
+            url = urls[0] if replicas == 1 else urls
+            meter = _meter([server.process.pid for server in servers])
             cold_client = "browser" if clients[0] == "mixed" else clients[0]
-            cold = _sessions(cold_client, server.url, files[:1], timeout)
-            warm = _summary(_sessions("protocol", server.url, files[1:1 + WARM_UP], timeout), expected)
+            cold = _sessions(cold_client, url, files[:replicas], timeout)
+            warm = _summary(_sessions("protocol", url, files[replicas:head], timeout), expected)
             summaries: dict[str, dict] = {client: {} for client in clients}
             for client, level, batch in batches:
                 cpu: dict[str, float] = {}
-                results = _sessions(client, server.url, batch, timeout, meter, cpu)
+                results = _sessions(client, url, batch, timeout, meter, cpu)
                 if client == "mixed":  # latencies: the real browser of each round; errors and cross-talk: everyone
                     summary = _summary(results[::level], expected)
                     everyone = _summary(results, expected)
@@ -208,9 +221,9 @@ def run(levels: tuple[int, ...] = (1, 4, 8, 16), timeout: float = 300.0, clients
                 summary["load_average_1min"] = os.getloadavg()[0]
                 summary["cpu_seconds_during_uploads"] = cpu
                 summaries[client][str(level)] = summary
-            traceback_in_log = "Traceback" in server.log()
+            traceback_in_log = any("Traceback" in server.log() for server in servers)
     return {
-        "model": model.name, "server_startup_seconds": startup, "cold_client": cold_client,
+        "model": model.name, "replicas": replicas, "server_startup_seconds": startup, "cold_client": cold_client,
         "cold_first_session_seconds": cold[0].seconds, "cold_error": cold[0].error, "warm_up": warm,
         "clients": {client: _ratios(summaries[client]) for client in clients},
         "traceback_in_server_log": traceback_in_log,
@@ -227,10 +240,13 @@ def main(argv: list[str] | None = None) -> None:
                              "browser (what the server delivers); mixed: one real browser among protocol sessions, "
                              f"{MIXED_ROUNDS} rounds per level (what one clinician sees while the others upload); both: "
                              "browser and protocol side by side in one run; all: the three")
+    parser.add_argument("--replicas", type=int, default=1,
+                        help="dashboard processes to start; session i of a batch goes to replica i mod n and stays there "
+                             "(what a sticky load balancer does; README 'Serving more users')")
     args = parser.parse_args(argv if argv is not None else [])
     clients = {"both": ("browser", "protocol"), "all": CLIENTS}.get(args.client, (args.client,))
-    result = run(tuple(int(n) for n in args.levels.split(",")), args.timeout, clients)
-    print(f"model {result['model']}; server up in {result['server_startup_seconds']:.1f} s; "
+    result = run(tuple(int(n) for n in args.levels.split(",")), args.timeout, clients, args.replicas)
+    print(f"model {result['model']}; {args.replicas} server process(es) up in {result['server_startup_seconds']:.1f} s; "
           f"first (cold, {result['cold_client']}) session {result['cold_first_session_seconds'] or float('nan'):.1f} s; "
           f"{WARM_UP} warm-up uploads at once: max {result['warm_up']['max_seconds'] or float('nan'):.2f} s, "
           f"errors {result['warm_up']['errors']}")
@@ -248,7 +264,7 @@ def main(argv: list[str] | None = None) -> None:
                   f"this process {cpu.get('bench_process', nan):.2f} s")
         if "p95_8_sessions_over_alone" in block:
             print(f"{client:>8}: 8 sessions p95 / one session: {block['p95_8_sessions_over_alone']:.2f}x (goal <= 2)")
-    path = write_results("load", result)
+    path = write_results("load" if args.replicas == 1 else f"load-{args.replicas}-replicas", result)
     print(f"wrote {path}")
 
 

@@ -361,9 +361,14 @@ def _read_page(session: StreamlitSession, result: ProtocolResult) -> None:
             result.exceptions.append(f"st.error: {element.alert.body}")
 
 
-async def run_protocol_sessions(base_url: str, files: list[Path], *, timeout_s: float = 300.0,
+async def run_protocol_sessions(base_url: str | list[str], files: list[Path], *, timeout_s: float = 300.0,
                                 on_start=None) -> list[ProtocolResult]:
-    """One protocol session per file, all at once: every page open first, then every upload at the same moment."""
+    """One protocol session per file, all at once: every page open first, then every upload at the same moment.
+
+    With several base URLs (replicas), session i goes to ``base_url[i % len(base_url)]`` and stays there, as a sticky
+    load balancer would place it.
+    """
+    urls = [base_url] if isinstance(base_url, str) else list(base_url)
     ready = asyncio.Barrier(len(files))
-    return list(await asyncio.gather(*(upload_session(base_url, f, timeout_s=timeout_s, ready=ready, on_start=on_start)
-                                       for f in files)))
+    return list(await asyncio.gather(*(upload_session(urls[i % len(urls)], f, timeout_s=timeout_s, ready=ready,
+                                                      on_start=on_start) for i, f in enumerate(files))))

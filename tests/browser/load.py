@@ -131,7 +131,7 @@ async def _session(browser, base_url: str, path: Path, timeout_ms: int, ready: a
     return result
 
 
-async def _run(base_url: str, files: list[Path], timeout_ms: int, marks: dict,
+async def _run(base_url: str | list[str], files: list[Path], timeout_ms: int, marks: dict,
                meter: Callable[[], dict[str, float]] | None) -> list[SessionResult]:
     """All sessions at once in one chromium; ``marks`` gets the meter's readings when the uploads start and end."""
     from playwright.async_api import async_playwright
@@ -141,8 +141,9 @@ async def _run(base_url: str, files: list[Path], timeout_ms: int, marks: dict,
         try:
             ready = asyncio.Barrier(len(files))
             contexts: list = []
-            results = list(await asyncio.gather(*(_session(browser, base_url, f, timeout_ms, ready, marks, meter, contexts)
-                                                  for f in files)))
+            urls = [base_url] if isinstance(base_url, str) else list(base_url)  # replicas: session i -> urls[i % n]
+            results = list(await asyncio.gather(*(_session(browser, urls[i % len(urls)], f, timeout_ms, ready, marks, meter,
+                                                           contexts) for i, f in enumerate(files))))
             if meter is not None:
                 marks["end"] = meter()
             for context in contexts:
@@ -152,7 +153,7 @@ async def _run(base_url: str, files: list[Path], timeout_ms: int, marks: dict,
             await browser.close()
 
 
-def run_sessions(base_url: str, files: list[Path], *, timeout_s: float = 300.0,
+def run_sessions(base_url: str | list[str], files: list[Path], *, timeout_s: float = 300.0,
                  meter: Callable[[], dict[str, float]] | None = None, cpu: dict | None = None) -> list[SessionResult]:
     """Run one concurrent session per file (asyncio in a fresh event loop, bounded by `timeout_s`); one result each.
 
