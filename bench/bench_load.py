@@ -44,7 +44,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 CLIENTS = ("browser", "protocol", "mixed")
-MIXED_ROUNDS = 5
+MIXED_ROUNDS = 10
 """Rounds per level of the mixed client (one real browser among protocol sessions): its latencies are the browser's."""
 WARM_UP = 4
 """Files uploaded at once (protocol client) after the first session, before any measured level: the server's
