@@ -45,6 +45,9 @@ SHIPPED_PRESET: dict[str, dict] = {
                 "augment": "acquisition-letterbox", "normalize": "per-image", "label_smoothing": 0.1,
             },
             "cnn-deep-128-acq-frame-norm": {"framing": "crop-borders", "normalize": "per-image", "label_smoothing": 0.1},
+            "cnn-deep-128-acq-aspect-frame-norm": {
+                "augment": "acquisition-aspect", "framing": "crop-borders", "normalize": "per-image", "label_smoothing": 0.1,
+            },
             "cnn-deep-128-acq-frame-norm-s7": {
                 "framing": "crop-borders", "normalize": "per-image", "label_smoothing": 0.1, "seed": 7,
             },
