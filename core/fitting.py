@@ -69,11 +69,19 @@ def _readable_h5(path: Path) -> bool:
 
 
 def _discard_torn_state(backup_dir: Path, best_file: Path) -> None:
-    """Remove resume state that a kill tore mid-write, so the stage restarts instead of failing on every rerun."""
+    """Repair resume state that a kill tore mid-write: fall back to the previous epoch's backup (BackupAndRestore's
+    double checkpoint, ``*.bkp``) when it is readable, else remove the backup so the stage restarts."""
     backup_weights = backup_dir / "latest.weights.h5"
     if backup_weights.exists() and not _readable_h5(backup_weights):
-        log.warning("The resume backup %s was torn by an interrupted write; restarting this stage", backup_weights)
-        shutil.rmtree(backup_dir, ignore_errors=True)
+        previous = backup_dir / "latest.weights.h5.bkp"
+        previous_metadata = backup_dir / "training_metadata.json.bkp"
+        if previous.exists() and _readable_h5(previous) and previous_metadata.exists():
+            log.warning("The resume backup %s was torn by an interrupted write; resuming from the epoch before", backup_weights)
+            shutil.copyfile(previous, backup_weights)
+            shutil.copyfile(previous_metadata, backup_dir / "training_metadata.json")
+        else:
+            log.warning("The resume backup %s was torn by an interrupted write; restarting this stage", backup_weights)
+            shutil.rmtree(backup_dir, ignore_errors=True)
     if best_file.exists() and not _readable_h5(best_file):
         log.warning("The best-weights checkpoint %s was torn by an interrupted write; discarding it", best_file)
         best_file.unlink()
@@ -130,7 +138,8 @@ def fit_stage(
         # backup that marks the epoch done: a kill between the two redoes the epoch (its duplicate row is dropped
         # below) instead of losing the epoch's row from the history.
         keras.callbacks.CSVLogger(str(history_file), append=True),
-        keras.callbacks.BackupAndRestore(str(work_dir / f"backup-{stage}"), delete_checkpoint=True),
+        # double_checkpoint keeps the previous epoch's backup (*.bkp), so a kill that tears this epoch's resumes from it.
+        keras.callbacks.BackupAndRestore(str(work_dir / f"backup-{stage}"), delete_checkpoint=True, double_checkpoint=True),
         progress_callback(epochs, stage, progress),
     ]
     model.fit(

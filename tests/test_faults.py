@@ -297,3 +297,27 @@ def test_resume_survives_a_backup_torn_by_the_kill(tmp_path: Path, data_root: Pa
     result = training.train(cfg)
     assert [(e.name, e.available) for e in registry.list_models(cfg.models_dir)] == [("torn", True)]
     assert result.folder.name == "torn"
+
+
+def test_a_torn_backup_falls_back_to_the_previous_epochs_double_checkpoint(tmp_path: Path) -> None:
+    """With BackupAndRestore's double checkpoint, a kill that tears latest.weights.h5 resumes from the epoch before
+    (the *.bkp pair) instead of restarting the stage; without a readable *.bkp the backup is removed (restart)."""
+    import h5py
+
+    from core import fitting
+
+    backup = tmp_path / "backup-train"
+    backup.mkdir()
+    with h5py.File(backup / "latest.weights.h5.bkp", "w") as handle:
+        handle.create_dataset("w", data=[1.0, 2.0])
+    (backup / "training_metadata.json.bkp").write_text('{"epoch": 2, "batch": 0}')
+    (backup / "training_metadata.json").write_text('{"epoch": 3, "batch": 0}')
+    (backup / "latest.weights.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 4096)  # torn mid-write
+    fitting._discard_torn_state(backup, tmp_path / "best.weights.h5")
+    assert (backup / "latest.weights.h5").read_bytes() == (backup / "latest.weights.h5.bkp").read_bytes()
+    assert (backup / "training_metadata.json").read_text() == '{"epoch": 2, "batch": 0}'
+
+    (backup / "latest.weights.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 4096)
+    (backup / "latest.weights.h5.bkp").write_bytes(b"torn too")
+    fitting._discard_torn_state(backup, tmp_path / "best.weights.h5")
+    assert not backup.exists()
