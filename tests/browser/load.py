@@ -7,13 +7,14 @@ Used by tests/browser/test_concurrency_browser.py (correctness) and bench/bench_
 from __future__ import annotations
 
 import asyncio
-import time
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.browser.helpers import FILE_INPUT
+from tests.browser.server import PROJECT_ROOT, DashboardServer
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -54,6 +55,31 @@ def pick_files(data_root: Path, count: int, *, skip: int = 0) -> list[Path]:
         pool = normal if i % 2 == 0 else pneumonia
         files.append(pool[(i * 37) % len(pool)])
     return files
+
+
+def conv_model_server(root: Path) -> tuple[DashboardServer, Path]:
+    """A started DashboardServer whose only model (symlinked into `root`) is the first convolutional shipped model, so
+    the default heatmap is Grad-CAM; its log goes next to `root`. Raises RuntimeError (with the log) if it does not start.
+    """
+    model = conv_model_dir(PROJECT_ROOT / "models")
+    (root / model.name).symlink_to(model, target_is_directory=True)
+    server = DashboardServer(log_path=root.parent / f"{root.name}_server.log", env={"PNEUMONIA_MODELS": str(root)})
+    return server.start(), model
+
+
+def files_with_distinct_scores(model: Path, data_root: Path, count: int, *, pool: int) -> dict[Path, str]:
+    """`count` of the first `pool` pick_files whose probabilities, as the page shows them (3 decimals), all differ, so
+    a session showing another session's result is caught: file -> shown probability (the model's own prediction)."""
+    from core.imaging import decode_xray
+    from core.predict import load_scorer
+
+    scorer = load_scorer(model)
+    chosen: dict[Path, str] = {}
+    for candidate in pick_files(data_root, pool):
+        shown = f"{scorer.probability(decode_xray(candidate)):.3f}"
+        if shown not in chosen.values() and len(chosen) < count:
+            chosen[candidate] = shown
+    return chosen
 
 
 def process_cpu_seconds(match: Callable[[int, str], bool]) -> float:

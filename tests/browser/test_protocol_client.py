@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from bench.streamlit_client import ProtocolResult, run_protocol_sessions, upload_session
-from tests.browser.load import conv_model_dir, pick_files
-from tests.browser.server import PROJECT_ROOT, DashboardServer, free_port
+from tests.browser.load import conv_model_server, files_with_distinct_scores, pick_files
+from tests.browser.server import free_port
 
 
 def _run(coroutine):
@@ -26,12 +26,8 @@ def _run(coroutine):
 @pytest.fixture(scope="module")
 def conv_server(tmp_path_factory: pytest.TempPathFactory):
     """A server whose only model is the first convolutional shipped model (so the default heatmap is Grad-CAM)."""
-    root = tmp_path_factory.mktemp("protocol_models")
-    model = conv_model_dir(PROJECT_ROOT / "models")
-    (root / model.name).symlink_to(model, target_is_directory=True)
-    server = DashboardServer(log_path=root.parent / "protocol_server.log", env={"PNEUMONIA_MODELS": str(root)})
     try:
-        server.start()
+        server, model = conv_model_server(tmp_path_factory.mktemp("protocol_models"))
     except RuntimeError as error:
         pytest.fail(str(error))
     yield server, model
@@ -39,17 +35,9 @@ def conv_server(tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_two_protocol_sessions_each_get_their_own_result(conv_server, data_root: Path) -> None:
-    from core.imaging import decode_xray
-    from core.predict import load_scorer
-
     server, model = conv_server
-    scorer = load_scorer(model)
-    expected: dict[str, str] = {}
-    for candidate in pick_files(data_root, 10):  # two files with distinct shown probabilities, so cross-talk shows
-        shown = f"{scorer.probability(decode_xray(candidate)):.3f}"
-        if shown not in expected.values() and len(expected) < 2:
-            expected[candidate.name] = shown
-    files = [f for f in pick_files(data_root, 10) if f.name in expected]
+    chosen = files_with_distinct_scores(model, data_root, 2, pool=10)  # distinct shown probabilities: cross-talk shows
+    files, expected = list(chosen), {f.name: shown for f, shown in chosen.items()}
     assert len(files) == 2
     results = _run(run_protocol_sessions(server.url, files, timeout_s=240))
     assert [r.file for r in results] == [f.name for f in files]
