@@ -5,6 +5,8 @@ Examples:
         --balance class-weight --augment --name xception-224
     python train.py --preset shipped          # the models the dashboard ships with (make models)
     python train.py --preset shipped --only cnn-reference-64
+    python train.py --preset shipped --only ensemble-acq-norm-frame   # its members, then the ensemble
+    python train.py --preset experiments      # the ablation runs not shipped (cards in docs/experiments/)
     python train.py --data /data/nih --format nih --model cnn_deep --balance oversample --strategy mirrored
 
 A run that is killed resumes where it stopped when started again with the same --name.
@@ -19,9 +21,17 @@ from dataclasses import fields, replace
 
 from core import config
 
+ROBUST_RECIPE: dict = {
+    # The recipe against the acquisition shift (issue 14): augmentation covering framing/exposure/sharpness/noise,
+    # per-image standardisation inside the model, label smoothing, and the threshold chosen on the validation films
+    # plus 4 acquisition-perturbed views of each (docs/PREREGISTRATION.md).
+    "model": "cnn_deep", "img_size": 128, "epochs": 24, "balance": "class-weight", "augment": "acquisition",
+    "patience": 5, "threshold_views": 4, "normalize": "per-image", "label_smoothing": 0.1,
+}
+
 SHIPPED_PRESET: dict[str, dict] = {
     # name -> options (everything else at the TrainConfig defaults). Order = training order (cheapest first).
-    # The first four are the recipes shipped before issue 14 (kept as the baselines of the ablation table).
+    # The first four are the recipes shipped before issue 14 (the baselines of the ablation table).
     "mlp-64": {"model": "mlp", "img_size": 64, "epochs": 40, "learning_rate": 3e-4, "balance": "class-weight", "patience": 6},
     "cnn-reference-64": {"model": "cnn_reference", "img_size": 64, "epochs": 30, "balance": "class-weight", "augment": True, "patience": 6},
     "cnn-deep-128": {"model": "cnn_deep", "img_size": 128, "epochs": 15, "balance": "class-weight", "augment": True, "patience": 4},
@@ -29,43 +39,37 @@ SHIPPED_PRESET: dict[str, dict] = {
         "model": "xception", "img_size": 224, "epochs": 30, "learning_rate": 1e-3, "balance": "class-weight",
         "weights": "imagenet", "finetune_epochs": 8, "finetune_learning_rate": 1e-4, "patience": 4,
     },
-    # Recipes against the acquisition shift (issue 14): augmentation covering framing/exposure/sharpness/noise,
-    # per-image standardisation inside the model, label smoothing, and the threshold chosen on validation films
-    # plus 4 acquisition-perturbed views of each (docs/PREREGISTRATION.md).
-    **{
-        name: {
-            "model": "cnn_deep", "img_size": 128, "epochs": 24, "balance": "class-weight", "augment": "acquisition",
-            "patience": 5, "threshold_views": 4, **extra,
-        }
-        for name, extra in {
-            "cnn-deep-128-acq": {},
-            "cnn-deep-128-acq-norm": {"normalize": "per-image", "label_smoothing": 0.1},
-            "cnn-deep-128-acq-norm-s7": {"normalize": "per-image", "label_smoothing": 0.1, "seed": 7},
-            "cnn-deep-128-acq-letterbox-norm": {
-                "augment": "acquisition-letterbox", "normalize": "per-image", "label_smoothing": 0.1,
-            },
-            "cnn-deep-128-acq-frame-norm": {"framing": "crop-borders", "normalize": "per-image", "label_smoothing": 0.1},
-            "cnn-deep-128-acq-aspect-frame-norm": {
-                "augment": "acquisition-aspect", "framing": "crop-borders", "normalize": "per-image", "label_smoothing": 0.1,
-            },
-            "cnn-deep-128-acq-frame-norm-s7": {
-                "framing": "crop-borders", "normalize": "per-image", "label_smoothing": 0.1, "seed": 7,
-            },
-        }.items()
+    # The robust CNNs (issue 14) and the members of the shipped ensembles.
+    "cnn-deep-128-acq-norm-s7": {**ROBUST_RECIPE, "seed": 7},
+    "cnn-deep-128-acq-frame-norm": {**ROBUST_RECIPE, "framing": "crop-borders"},
+    "cnn-deep-128-acq-frame-norm-s7": {**ROBUST_RECIPE, "framing": "crop-borders", "seed": 7},
+}
+# Ensembles built after the preset's models: name -> {"candidates": [...], "threshold_views": n, "select": bool}.
+# "select": False averages the candidates as given (pre-registered members, addendum 6 of docs/PREREGISTRATION.md:
+# a model that reads the film as given and one that crops it to its content box fail under different changes);
+# True chooses members among them on validation (greedy, validation Brier score). An ensemble holding Xception is
+# another ~85 MB model file, over the repository's size budget; build one with
+#   python train.py --ensemble cnn-deep-128 xception-224 --name ensemble-224 --threshold-views 4
+SHIPPED_ENSEMBLES: dict[str, dict] = {
+    "ensemble-acq-norm-frame": {
+        "candidates": ["cnn-deep-128-acq-norm-s7", "cnn-deep-128-acq-frame-norm"], "threshold_views": 4, "select": False,
+    },
+    "ensemble-acq-norm-frame-s7": {
+        "candidates": ["cnn-deep-128-acq-norm-s7", "cnn-deep-128-acq-frame-norm-s7"], "threshold_views": 4, "select": False,
     },
 }
-# Tried and not shipped (its card is in docs/experiments/ for the ablation table): "cnn-deep-128-acq-aspect-norm",
-# the same recipe with --augment acquisition-aspect; early stopping ended it at epoch 12 with ROC AUC 0.960 on the
-# perturbed validation views (the shipped robust CNNs: 0.989-0.992).
-# Ensembles trained after the preset's models: name -> {"candidates": [...], "threshold_views": n}; members are
-# chosen among the candidates on validation (greedy, validation Brier score; docs/PREREGISTRATION.md).
-# None is shipped. The robust CNNs' ensemble was tried under that rule and it kept a single member
-# (cnn-deep-128-acq: the label-smoothed models' scores never reach 0 or 1, so adding them raises the Brier score),
-# and an ensemble holding Xception is another ~85 MB model file, over the repository's size budget. Build one with:
-#   python train.py --ensemble cnn-deep-128 xception-224 --name ensemble-224 --threshold-views 4
-SHIPPED_ENSEMBLES: dict[str, dict] = {}
-PRESETS = {"shipped": SHIPPED_PRESET}
-PRESET_ENSEMBLES = {"shipped": SHIPPED_ENSEMBLES}
+
+EXPERIMENTS_PRESET: dict[str, dict] = {
+    # Runs of the ablation table that are not shipped in models/ (their cards are in docs/experiments/; retrain
+    # them with `make experiments`): each isolates one step of the robust recipe or one pre-registered attempt.
+    "cnn-deep-128-acq": {**ROBUST_RECIPE, "normalize": "none", "label_smoothing": 0.0},
+    "cnn-deep-128-acq-norm": dict(ROBUST_RECIPE),
+    "cnn-deep-128-acq-aspect-norm": {**ROBUST_RECIPE, "augment": "acquisition-aspect"},
+    "cnn-deep-128-acq-letterbox-norm": {**ROBUST_RECIPE, "augment": "acquisition-letterbox"},
+    "cnn-deep-128-acq-aspect-frame-norm": {**ROBUST_RECIPE, "augment": "acquisition-aspect", "framing": "crop-borders"},
+}
+PRESETS = {"shipped": SHIPPED_PRESET, "experiments": EXPERIMENTS_PRESET}
+PRESET_ENSEMBLES = {"shipped": SHIPPED_ENSEMBLES, "experiments": {}}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,10 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
                         help="train a named set of models (overrides --model/--name; other options still apply if given)")
-    parser.add_argument("--only", nargs="+", default=None, help="with --preset: train only these model names")
+    parser.add_argument("--only", nargs="+", default=None,
+                        help="with --preset: train only these model names (an ensemble's name: its members, then it)")
     parser.add_argument("--ensemble", nargs="+", default=None, metavar="MODEL",
                         help="instead of training: average these trained models/<name> into one model "
                              "(members chosen among them on validation; --name defaults to 'ensemble')")
+    parser.add_argument("--ensemble-members", choices=["greedy", "given"], default="greedy",
+                        help="with --ensemble: 'greedy' keeps the candidates that lower the validation Brier score "
+                             "(Caruana et al. 2004); 'given' averages every model named")
     parser.add_argument("--data", default=defaults.data, help="dataset folder with train/ and test/ (Kaggle layout)")
     parser.add_argument("--format", dest="data_format", default=defaults.data_format, choices=["auto", "kaggle", "nih"],
                         help="dataset layout: Kaggle folders, or NIH ChestX-ray14 (Data_Entry_2017.csv, official lists if present)")
@@ -135,6 +143,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def only_with_members(preset: str, only: list[str]) -> list[str]:
+    """The single models ``--only`` asks for, in preset order: an ensemble name stands for its candidates.
+
+    Names that are neither a model nor an ensemble of the preset are kept (and then reported as unknown).
+    """
+    ensembles = PRESET_ENSEMBLES.get(preset, {})
+    wanted: list[str] = []
+    for name in only:
+        for member in ensembles[name]["candidates"] if name in ensembles else [name]:
+            if member not in wanted:
+                wanted.append(member)
+    order = {name: i for i, name in enumerate(PRESETS[preset])}
+    return sorted(wanted, key=lambda n: order.get(n, len(order)))
+
+
 def configs_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list:
     """The TrainConfig(s) to run: one from the options, or one per model of --preset."""
     from core import training
@@ -147,10 +170,13 @@ def configs_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser)
             parser.error("--only needs --preset")
         return [base]
     preset = PRESETS[args.preset]
-    chosen = args.only or list(preset)
+    chosen = list(preset) if not args.only else only_with_members(args.preset, args.only)
     unknown = [n for n in chosen if n not in preset]
     if unknown:
-        parser.error(f"unknown model(s) {unknown} in preset {args.preset}; choose from {list(preset)}")
+        parser.error(
+            f"unknown model(s) {unknown} in preset {args.preset}; "
+            f"choose from {list(preset) + list(PRESET_ENSEMBLES[args.preset])}"
+        )
     explicit = {k for k in names if getattr(args, k) != parser.get_default(k)}
     runs = []
     for name in chosen:
@@ -181,7 +207,12 @@ def main(argv: list[str] | None = None) -> int:
 
     ensemble_runs: dict[str, dict] = {}
     if args.ensemble:
-        ensemble_runs = {args.name or "ensemble": {"candidates": args.ensemble, "threshold_views": args.threshold_views}}
+        ensemble_runs = {
+            args.name or "ensemble": {
+                "candidates": args.ensemble, "threshold_views": args.threshold_views,
+                "select": args.ensemble_members == "greedy",
+            }
+        }
     else:
         for cfg in configs_from_args(args, parser):
             try:
@@ -189,13 +220,17 @@ def main(argv: list[str] | None = None) -> int:
             except (ValueError, FileNotFoundError, FileExistsError) as error:
                 print(f"train.py: {cfg.resolved_name()}: {error}", file=sys.stderr)
                 return 2
-        if args.preset and not args.only:
-            ensemble_runs = PRESET_ENSEMBLES.get(args.preset, {})
+        if args.preset:
+            ensemble_runs = {
+                name: options for name, options in PRESET_ENSEMBLES.get(args.preset, {}).items()
+                if not args.only or name in args.only
+            }
     for name, options in ensemble_runs.items():
         try:
             report(ensembles.train_ensemble(
                 options["candidates"], name=name, data=args.data, models_dir=args.models_dir, bootstrap=args.bootstrap,
                 seed=args.seed, progress=args.progress, threshold_views=options.get("threshold_views", 0),
+                select=options.get("select", True),
             ))
         except (ValueError, FileNotFoundError) as error:
             print(f"train.py: {name}: {error}", file=sys.stderr)

@@ -53,6 +53,11 @@ def select_ensemble_members(candidates: Sequence[str], models_dir: Path | str) -
     return chosen
 
 
+def ensemble_display_name(members: Sequence[str], img_size: int) -> str:
+    """The name shown for an ensemble: its members, e.g. 'Ensemble (mean of a + b), 128 px'."""
+    return f"Ensemble (mean of {' + '.join(members)}), {img_size} px"
+
+
 def train_ensemble(
     candidates: Sequence[str],
     *,
@@ -122,7 +127,7 @@ def train_ensemble(
     )
     card.update(
         {
-            "display_name": f"Ensemble (mean of {len(members)} models), {img_size} px",
+            "display_name": ensemble_display_name(members, img_size),
             "architecture": "ensemble",
             "input": {
                 "height": img_size,

@@ -8,11 +8,13 @@ from `core.metrics.roc_auc` on the validation split, the comparison rows from `c
 (bootstrap CIs), curves from `core.metrics` frames, natural frequencies from `core.metrics.per_population`.
 
 Decisions:
-- The recommended model is chosen on VALIDATION films only (docs/PREREGISTRATION.md): among the models whose
-  threshold was chosen on perturbed validation views (threshold_views.csv: the films as given plus
-  acquisition-perturbed views), the highest ROC AUC on those views, ties within 0.002 going to the smaller model;
-  when no model has such views, the highest ROC AUC on the validation split of predictions.csv (ties: fewer
-  parameters, then name). The test split is only reported, never used to choose.
+- The recommended model is chosen on VALIDATION films only (docs/PREREGISTRATION.md, rule 2b): among the models
+  whose threshold was chosen on perturbed validation views (threshold_views.csv: the films as given plus
+  acquisition-perturbed views) and that pass every goal change of the validation robustness audit (card "audit",
+  `core.audit.model_audit`), the highest ROC AUC on those views, ties within 0.002 going to the smaller model; when
+  none passes the audit, the same among all the models with views (rule 2); when no model has views, the highest
+  ROC AUC on the validation split of predictions.csv (ties: fewer parameters, then name). The test split is only
+  reported, never used to choose.
 - The example X-rays are taken from the TEST split of the recommended model's predictions.csv at the card's
   threshold: for each of "correct detection" (true positive), "miss" (false negative) and "false alarm"
   (false positive), the case whose score is closest to that group's median score (ties: path). Typical cases,
@@ -100,11 +102,13 @@ RECOMMENDATION_TIE = 0.002
 
 def rank_models(models_dir: str | Path) -> pd.DataFrame:
     """Every available model ranked on validation: columns model, display_name, val_roc_auc, val_views_roc_auc,
-    parameters, threshold.
+    val_robust, parameters, threshold.
 
     ``val_views_roc_auc`` is the ROC AUC on the model's perturbed validation views (threshold_views.csv; NaN when
-    absent). Models with views come first, by that AUC, then the others by ``val_roc_auc`` (ties: fewer parameters,
-    then name). Unavailable and site-adapted models are left out (the registry logs why).
+    absent). ``val_robust`` is the validation audit's verdict (True when every goal change keeps sensitivity and
+    specificity within the tolerance; None when the card has no audit). Models with views come first, by that AUC,
+    then the others by ``val_roc_auc`` (ties: fewer parameters, then name). Unavailable and site-adapted models are
+    left out (the registry logs why).
     """
     from core import evaluation
 
@@ -124,11 +128,12 @@ def rank_models(models_dir: str | Path) -> pd.DataFrame:
                 "display_name": entry.display_name,
                 "val_roc_auc": metrics.roc_auc(val["label"], val["score"]),
                 "val_views_roc_auc": views_auc,
+                "val_robust": validation_robustness(entry.card),
                 "parameters": (entry.card.get("parameters") or {}).get("total") or math.inf,
                 "threshold": entry.threshold,
             }
         )
-    columns = ["model", "display_name", "val_roc_auc", "val_views_roc_auc", "parameters", "threshold"]
+    columns = ["model", "display_name", "val_roc_auc", "val_views_roc_auc", "val_robust", "parameters", "threshold"]
     frame = pd.DataFrame(rows, columns=columns)
     frame["_no_views"] = frame["val_views_roc_auc"].isna()
     frame["_key"] = frame["val_views_roc_auc"].fillna(frame["val_roc_auc"])
@@ -136,6 +141,12 @@ def rank_models(models_dir: str | Path) -> pd.DataFrame:
         ["_no_views", "_key", "parameters", "model"], ascending=[True, False, True, True], kind="mergesort"
     )
     return frame.drop(columns=["_no_views", "_key"]).reset_index(drop=True)
+
+
+def validation_robustness(card: dict) -> bool | None:
+    """The validation audit's verdict stored in a card: True/False, or None when the card has no validation audit."""
+    val = ((card or {}).get("audit") or {}).get("splits", {}).get("val")
+    return None if not val else bool(val.get("robust"))
 
 
 def recommended_name(ranking: pd.DataFrame) -> str:
@@ -148,6 +159,8 @@ def recommended_name(ranking: pd.DataFrame) -> str:
     with_views = ranking[ranking["val_views_roc_auc"].notna()]
     if with_views.empty:
         return str(ranking["model"].iat[0])
+    if "val_robust" in with_views and (with_views["val_robust"] == True).any():  # noqa: E712 (None-safe)
+        with_views = with_views[with_views["val_robust"] == True]  # noqa: E712
     best = float(with_views["val_views_roc_auc"].max())
     tied = with_views[with_views["val_views_roc_auc"] >= best - RECOMMENDATION_TIE]
     return str(tied.sort_values(["parameters", "model"], kind="mergesort")["model"].iat[0])
@@ -158,6 +171,15 @@ def recommendation_reason(ranking: pd.DataFrame, name: str) -> str:
     row = ranking.set_index("model").loc[name]
     if pd.notna(row["val_views_roc_auc"]):
         checked = int(ranking["val_views_roc_auc"].notna().sum())
+        robust = ranking[ranking["val_views_roc_auc"].notna() & (ranking.get("val_robust") == True)]  # noqa: E712
+        if row.get("val_robust") == True and len(robust):  # noqa: E712 (numpy bool or None)
+            return (
+                "Chosen on the **validation** images only: its decisions hold when the validation films are zoomed, "
+                "shifted, re-exposed or padded with black bars (sensitivity and specificity move by at most 0.05), "
+                f"and among the {len(robust)} of {checked} models that hold like this it ranks cases best on those "
+                f"perturbed validation films (ROC AUC **{row['val_views_roc_auc']:.3f}**; {row['val_roc_auc']:.3f} on "
+                "the films as given)."
+            )
         return (
             "Chosen on the **validation** images only: it ranks cases best when the validation films are also shown "
             "zoomed, shifted, re-exposed, blurred or noisier, as other hospitals' machines would produce them "

@@ -275,3 +275,36 @@ def test_recommendation_uses_perturbed_validation_views_and_breaks_ties_by_size(
     card["parameters"]["total"] = 10**6
     (folder / "weak" / "card.json").write_text(json.dumps(card))
     assert report.recommend_model(folder).name == "strong"
+
+
+def _set_audit_verdict(folder: Path, robust: bool) -> None:
+    card = json.loads((folder / "card.json").read_text())
+    card["audit"] = {"splits": {"val": {"robust": robust, "failing": [] if robust else ["pad_sides_10"], "table": []}}}
+    (folder / "card.json").write_text(json.dumps(card))
+
+
+def test_recommendation_prefers_models_that_pass_the_validation_robustness_audit(models_dir, tmp_path):
+    import shutil
+
+    folder = tmp_path / "models"
+    shutil.copytree(models_dir, folder)
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    _write_views(folder / "weak", labels, np.array([0.1, 0.2, 0.3, 0.7, 0.8, 0.9]))  # AUC 1.0
+    _write_views(folder / "strong", labels, np.array([0.1, 0.8, 0.3, 0.7, 0.2, 0.9]))  # AUC 5/9
+    # Rule 2b: the best on the views fails the audit, the other passes it -> the robust one is recommended.
+    _set_audit_verdict(folder / "weak", robust=False)
+    _set_audit_verdict(folder / "strong", robust=True)
+    ranking = report.rank_models(folder)
+    assert ranking.set_index("model")["val_robust"].to_dict() == {"weak": False, "strong": True}
+    assert report.recommend_model(folder).name == "strong"
+    assert "hold" in report.recommendation_reason(ranking, "strong")
+    # When no model passes, rule 2 (best on the views) applies again.
+    _set_audit_verdict(folder / "strong", robust=False)
+    assert report.recommend_model(folder).name == "weak"
+    # A model without an audit counts as not shown to be robust.
+    card = json.loads((folder / "strong" / "card.json").read_text())
+    del card["audit"]
+    (folder / "strong" / "card.json").write_text(json.dumps(card))
+    _set_audit_verdict(folder / "weak", robust=True)
+    assert report.rank_models(folder).set_index("model")["val_robust"].isna().to_dict() == {"weak": False, "strong": True}
+    assert report.recommend_model(folder).name == "weak"

@@ -260,3 +260,25 @@ def test_robust_recipe_chooses_the_threshold_on_perturbed_validation_views(tmp_p
     assert config["augment"] == "acquisition" and config["normalize"] == "per-image" and config["label_smoothing"] == 0.1
     assert not Path(config["data"]).is_absolute()  # cards carry project-relative paths
     assert evaluation.reevaluate(result.folder)["threshold"]["value"] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("preset", ["shipped", "experiments"])
+def test_each_preset_entry_is_the_recipe_of_its_committed_card(project_root: Path, preset: str) -> None:
+    """`make models` / `make experiments` retrain what the committed cards say was trained (same options)."""
+    from dataclasses import asdict
+
+    sys.path.insert(0, str(project_root))
+    import train
+
+    parser = train.build_parser()
+    runs = train.configs_from_args(parser.parse_args(["--preset", preset]), parser)
+    assert [run.name for run in runs] == list(train.PRESETS[preset])
+    ignored = {"data", "models_dir", "cache_dir", "progress", "overwrite"}  # where it runs, not what it trains
+    for run in runs:
+        folder = project_root / ("models" if preset == "shipped" else "docs/experiments") / run.name
+        stored = json.loads((folder / "card.json").read_text())["training"]["config"]
+        recipe = {k: v for k, v in asdict(run).items() if k in stored and k not in ignored}
+        assert recipe == {k: stored[k] for k in recipe}, run.name
+    for name, options in train.PRESET_ENSEMBLES[preset].items():
+        card = json.loads((project_root / "models" / name / "card.json").read_text())
+        assert card["members"] == options["candidates"] and set(options["candidates"]) <= set(train.PRESETS[preset])
