@@ -56,6 +56,21 @@ def _listed_models(models_dir: str, signature: tuple) -> list[registry.ModelEntr
     return registry.list_models(models_dir)
 
 
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _recommended(models_dir: str, signature: tuple) -> str | None:
+    """core.report.recommended_name for the folder (chosen on validation), cached like the model list; None if none."""
+    from core import report
+
+    ranking = report.rank_models(models_dir)
+    return None if ranking.empty else report.recommended_name(ranking)
+
+
+def recommended_model_name() -> str | None:
+    """The name of the model the Overview recommends (validation-only rule, core.report); None when none is usable."""
+    models_dir = str(config.models_dir())
+    return _recommended(models_dir, registry.models_signature(models_dir))
+
+
 def model_entries() -> list[registry.ModelEntry]:
     """Every model folder of config.models_dir(), usable or not, read again only when one of its files changes."""
     models_dir = str(config.models_dir())
@@ -106,7 +121,8 @@ def read_sample(path: str) -> bytes:
 
 
 def pick_model(*, key: str, default: str | None = None) -> registry.ModelEntry:
-    """A model select box over the usable models, the unusable ones listed with their reason.
+    """A model select box over the usable models (``default`` first selected, else the recommended model), the unusable
+    ones listed with their reason.
 
     Stops the page with a message when no model is usable, or when the chosen one cannot be loaded.
     """
@@ -119,6 +135,8 @@ def pick_model(*, key: str, default: str | None = None) -> registry.ModelEntry:
                    "(or `python train.py`) and reload this page.")
         st.stop()
     names = [entry.name for entry in models]
+    if default not in names:
+        default = recommended_model_name()
     chosen = st.selectbox("Model", names, index=names.index(default) if default in names else 0,
                           format_func=lambda name: models[names.index(name)].display_name, key=key)
     entry = models[names.index(chosen)]

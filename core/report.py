@@ -106,9 +106,9 @@ def rank_models(models_dir: str | Path) -> pd.DataFrame:
 
     ``val_views_roc_auc`` is the ROC AUC on the model's perturbed validation views (threshold_views.csv; NaN when
     absent). ``val_robust`` is the validation audit's verdict (True when every goal change keeps sensitivity and
-    specificity within the tolerance; None when the card has no audit). Models with views come first, by that AUC,
-    then the others by ``val_roc_auc`` (ties: fewer parameters, then name). Unavailable and site-adapted models are
-    left out (the registry logs why).
+    specificity within the tolerance; None when the card has no audit). Models with views come first (those that
+    pass the audit before the others), by that AUC, then the others by ``val_roc_auc`` (ties: fewer parameters, then
+    name). Unavailable and site-adapted models are left out (the registry logs why).
     """
     from core import evaluation
 
@@ -136,11 +136,13 @@ def rank_models(models_dir: str | Path) -> pd.DataFrame:
     columns = ["model", "display_name", "val_roc_auc", "val_views_roc_auc", "val_robust", "parameters", "threshold"]
     frame = pd.DataFrame(rows, columns=columns)
     frame["_no_views"] = frame["val_views_roc_auc"].isna()
+    frame["_not_robust"] = frame["val_robust"] != True  # noqa: E712 (None counts as not shown robust)
     frame["_key"] = frame["val_views_roc_auc"].fillna(frame["val_roc_auc"])
     frame = frame.sort_values(
-        ["_no_views", "_key", "parameters", "model"], ascending=[True, False, True, True], kind="mergesort"
+        ["_no_views", "_not_robust", "_key", "parameters", "model"], ascending=[True, True, False, True, True],
+        kind="mergesort",
     )
-    return frame.drop(columns=["_no_views", "_key"]).reset_index(drop=True)
+    return frame.drop(columns=["_no_views", "_not_robust", "_key"]).reset_index(drop=True)
 
 
 def validation_robustness(card: dict) -> bool | None:
@@ -176,9 +178,9 @@ def recommendation_reason(ranking: pd.DataFrame, name: str) -> str:
             return (
                 "Chosen on the **validation** images only: its decisions hold when the validation films are zoomed, "
                 "shifted, re-exposed or padded with black bars (sensitivity and specificity move by at most 0.05), "
-                f"and among the {len(robust)} of {checked} models that hold like this it ranks cases best on those "
-                f"perturbed validation films (ROC AUC **{row['val_views_roc_auc']:.3f}**; {row['val_roc_auc']:.3f} on "
-                "the films as given)."
+                f"and of the {len(robust)} of {checked} models that hold like this it ranks cases best "
+                f"(ROC AUC **{row['val_views_roc_auc']:.3f}** on those perturbed validation films; "
+                f"{row['val_roc_auc']:.3f} on the films as given)."
             )
         return (
             "Chosen on the **validation** images only: it ranks cases best when the validation films are also shown "
@@ -561,14 +563,14 @@ def build_report(
     `site` (core.site.SiteReport.to_dict(), e.g. the JSON of `python -m core.site validate --out`) adds a
     "Your site" section with every model's numbers on the site's own films.
 
-    `model` overrides the recommended model (default: best validation ROC AUC); `split` is the split reported
+    `model` overrides the recommended model (default: :func:`recommended_name`, chosen on validation); `split` is the split reported
     (thresholds and the model choice always come from validation); `heatmaps=False` skips TensorFlow.
     """
     started = time.perf_counter()
     ranking = rank_models(models_dir)
     if ranking.empty:
         raise ValueError(f"No usable trained model in {models_dir}; train one with `make models` before writing a report.")
-    chosen = registry.get_model(model, models_dir) if model else registry.get_model(str(ranking["model"].iat[0]), models_dir)
+    chosen = registry.get_model(model or recommended_name(ranking), models_dir)
     if not chosen.available:
         raise ValueError(f"Model {chosen.name} cannot be used: {chosen.reason}")
     split_name = SPLIT_NAMES.get(split, split.upper())

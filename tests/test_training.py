@@ -282,3 +282,18 @@ def test_each_preset_entry_is_the_recipe_of_its_committed_card(project_root: Pat
     for name, options in train.PRESET_ENSEMBLES[preset].items():
         card = json.loads((project_root / "models" / name / "card.json").read_text())
         assert card["members"] == options["candidates"] and set(options["candidates"]) <= set(train.PRESETS[preset])
+
+
+def test_only_an_ensemble_trains_its_members_first(project_root: Path) -> None:
+    sys.path.insert(0, str(project_root))
+    import train
+
+    name, options = next(iter(train.SHIPPED_ENSEMBLES.items()))
+    parser = train.build_parser()
+    runs = train.configs_from_args(parser.parse_args(["--preset", "shipped", "--only", name]), parser)
+    assert [run.name for run in runs] == options["candidates"]
+    # An ensemble and one of its members: each model once, in preset order.
+    runs = train.configs_from_args(parser.parse_args(["--preset", "shipped", "--only", options["candidates"][-1], name]), parser)
+    assert [run.name for run in runs] == options["candidates"]
+    with pytest.raises(SystemExit):
+        train.configs_from_args(parser.parse_args(["--preset", "shipped", "--only", "no-such-model"]), parser)

@@ -72,7 +72,7 @@ def page(models_with_examples, monkeypatch) -> AppTest:
 
 def _expected(models_root: Path) -> dict:
     """The recommended model and its TEST-split natural frequencies, recomputed independently of core.report."""
-    aucs, view_aucs, sizes = {}, {}, {}
+    aucs, view_aucs, sizes, robust = {}, {}, {}, set()
     for folder in sorted(p for p in models_root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         entry = registry.inspect_model(folder)
         if entry.available and not entry.card.get("adapted"):
@@ -82,7 +82,11 @@ def _expected(models_root: Path) -> dict:
             if (folder / "threshold_views.csv").is_file():
                 views = pd.read_csv(folder / "threshold_views.csv")
                 view_aucs[entry.name] = roc_auc_score(views["label"], views["score"])
+            if ((entry.card.get("audit") or {}).get("splits", {}).get("val") or {}).get("robust"):
+                robust.add(entry.name)
     if view_aucs:  # docs/PREREGISTRATION.md: best on perturbed validation views, ties (0.002) to the smaller model
+        if robust & set(view_aucs):  # rule 2b: among the models that pass the validation robustness audit
+            view_aucs = {n: a for n, a in view_aucs.items() if n in robust}
         best = max(view_aucs.values())
         name = min((n for n, a in view_aucs.items() if a >= best - 0.002), key=lambda n: (sizes[n], n))
         reason = f"ROC AUC **{view_aucs[name]:.3f}** on those perturbed validation films"
