@@ -127,3 +127,14 @@ def test_saved_model_reproduces_stored_scores(name: str, data_root: Path) -> Non
     size, channels = card["input"]["height"], card["input"]["channels"]
     images = pipeline.load_arrays(frame, img_size=size, channels=channels)
     np.testing.assert_allclose(model.predict(images, verbose=0).ravel(), sample["score"].to_numpy(), atol=2e-4)
+
+
+def test_the_readme_names_the_model_the_validation_rule_recommends() -> None:
+    """The README's "Recommended:" line is what core.report's validation-only rule picks among the shipped models."""
+    import re
+
+    from core import report
+
+    readme = (SHIPPED_DIR.parent / "README.md").read_text(encoding="utf-8")
+    named = re.findall(r"\*\*Recommended: `([^`]+)`\*\*", readme)
+    assert named == [report.recommend_model(SHIPPED_DIR).name]
