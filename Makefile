@@ -58,6 +58,7 @@ model-artifacts: $(VENV)/.runtime
 	for m in models/*/; do $(PY) -m core.audit model $$m --write-card || exit 1; done
 	$(PY) -m core.examples models/*/
 	$(PY) -m core.ablation models/ docs/experiments/ --baseline cnn-deep-128 --json docs/ablation.json --markdown
+	$(PY) -m core.operating_points models/*/ --json docs/operating_points.json --markdown
 
 # The ablation runs that are not shipped (cnn-deep-128-acq, -acq-norm, the aspect/letterbox attempts): trained into
 # .cache/experiments, their cards copied to docs/experiments/ for the ablation table (no model file is committed).

@@ -6,7 +6,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import ablation, compare, config, metrics, references, registry
+from core import ablation, compare, config, metrics, operating_points, references, registry
 from ui import enter_through_app, model_entries
 
 enter_through_app(__file__)
@@ -53,6 +53,12 @@ def paired_comparison(path_a: str, stamp_a: float, threshold_a: float, path_b: s
     """DeLong + paired bootstrap of two models on the films both were scored on (raises ValueError if none)."""
     return compare.compare_models(registry.load_predictions(path_a, split=split),
                                   registry.load_predictions(path_b, split=split), threshold_a, threshold_b)
+
+
+@st.cache_data(show_spinner=False)
+def operating_points_table(path: str, stamp: float) -> pd.DataFrame:
+    """The operating-point study written by python -m core.operating_points --json (ValueError when unreadable)."""
+    return operating_points.read_json(path)
 
 
 @st.cache_data(show_spinner=False)
@@ -270,6 +276,25 @@ if ablation_file.is_file():
             "validation, with 95% bootstrap CIs; test numbers are reported, never used to choose a recipe. "
             f"Written by `python -m core.ablation … --json` ({ablation_file.name})."
         )
+
+# --- Operating-point rules: which way of fixing the threshold on validation transfers ------------
+points_file = operating_points.study_path()
+if points_file.is_file():
+    with st.expander("Operating-point rules compared (a study; the shipped thresholds are not chosen from it)"):
+        try:
+            points = operating_points_table(str(points_file), points_file.stat().st_mtime)
+        except ValueError as exc:
+            st.warning(f"The operating-point study cannot be shown: {exc}")
+        else:
+            st.dataframe(operating_points.display_frame(points), hide_index=True, width="stretch",
+                         key="comparison_operating_points")
+            st.caption(
+                "Each rule fixes a threshold from VALIDATION data only (the films as given, or the films plus 4 "
+                "acquisition-perturbed views of each); the TEST split is reported at it, with 95% bootstrap CIs. "
+                "Temperature scaling keeps the 0.5 decision of the raw score (it divides the logit by T > 0), so it "
+                "recalibrates the probability shown, not the decision. The shipped thresholds stay those of the rule "
+                f"fixed beforehand (docs/PREREGISTRATION.md). Written by `python -m core.operating_points` ({points_file.name})."
+            )
 
 # --- Curves ------------------------------------------------------------------------------------
 st.subheader(f"Curves on the {split_name} split")

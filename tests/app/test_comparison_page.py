@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from tests.app.harness import open_page as open_app_page, tensorflow_imported_by
 
-from core import ablation, compare, references
+from core import ablation, compare, operating_points, references
 from tests.test_registry import write_model_folder
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -162,6 +162,7 @@ def paired_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (beta / "card.json").write_text(json.dumps(card))
     monkeypatch.setenv("PNEUMONIA_MODELS", str(root))
     monkeypatch.setenv(ablation.ABLATION_ENV, str(tmp_path / "no-ablation.json"))
+    monkeypatch.setenv(operating_points.STUDY_ENV, str(tmp_path / "no-study.json"))
     return root
 
 
@@ -296,3 +297,26 @@ def test_a_broken_ablation_file_is_a_warning_not_a_crash(paired_root: Path, tmp_
     at = _open_page()
     assert any("ablation table cannot be shown" in w.value for w in at.warning)
     assert _paired_table(at) is not None
+
+
+# --------------------------------------------------------------------------------------------------
+# Operating-point study (only when its JSON exists)
+# --------------------------------------------------------------------------------------------------
+def test_operating_point_study_is_shown_from_its_json(paired_root: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    at = _open_page()
+    assert not any(e.label.startswith("Operating-point rules") for e in at.expander)
+    path = tmp_path / "points.json"
+    assert operating_points.main([str(paired_root / "alpha"), "--json", str(path), "--resamples", "50"]) == 0
+    monkeypatch.setenv(operating_points.STUDY_ENV, str(path))
+    at = _open_page()
+    assert any(e.label.startswith("Operating-point rules compared") for e in at.expander)
+    shown = next(d.value for d in at.dataframe if "rule (fixed on validation)" in d.value.columns)
+    study = operating_points.read_json(path)
+    assert list(shown["model"]) == list(study["model"]) and len(shown) >= 1
+    first = study.iloc[0]
+    assert shown["TEST specificity (95% CI)"].iloc[0] == (
+        f"{first['test_specificity']:.3f} ({first['test_specificity_low']:.3f}–{first['test_specificity_high']:.3f})")
+    path.write_text("{ half written")
+    at = _open_page()
+    assert any("operating-point study cannot be shown" in w.value for w in at.warning)
