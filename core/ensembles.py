@@ -19,6 +19,9 @@ ENSEMBLE_RULE_TEXT = (
 )
 
 
+GIVEN_MEMBERS_TEXT = "given: every candidate named, fixed before the ensemble was built (train.py --ensemble-members given)"
+
+
 def select_ensemble_members(candidates: Sequence[str], models_dir: Path | str) -> list[str]:
     """Members chosen on validation only: start from the lowest-Brier model, add the one that lowers the mean's Brier most.
 
@@ -138,7 +141,7 @@ def train_ensemble(
             "members": members,
             "member_selection": {
                 "candidates": list(candidates),
-                "rule": ENSEMBLE_RULE_TEXT if select else "given",
+                "rule": ENSEMBLE_RULE_TEXT if select else GIVEN_MEMBERS_TEXT,
                 "chosen_on": "val",
             },
         }
