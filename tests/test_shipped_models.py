@@ -138,3 +138,26 @@ def test_the_readme_names_the_model_the_validation_rule_recommends() -> None:
     readme = (SHIPPED_DIR.parent / "README.md").read_text(encoding="utf-8")
     named = re.findall(r"\*\*Recommended: `([^`]+)`\*\*", readme)
     assert named == [report.recommend_model(SHIPPED_DIR).name]
+
+
+def test_no_card_stores_a_path_of_the_machine_that_trained_it() -> None:
+    """Cards name files relative to the project (issue 14): no absolute path, in models/ or docs/experiments/."""
+    import json
+
+    roots = [SHIPPED_DIR, SHIPPED_DIR.parent / "docs" / "experiments"]
+    cards = [p for root in roots for p in root.glob("*/card.json")]
+    assert len(cards) >= len(SHIPPED)
+
+    def strings(node):
+        if isinstance(node, dict):
+            for value in node.values():
+                yield from strings(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from strings(value)
+        elif isinstance(node, str):
+            yield node
+
+    for card in cards:
+        absolute = [s for s in strings(json.loads(card.read_text())) if s.startswith("/") or s[1:3] == ":\\"]
+        assert not absolute, f"{card}: {absolute}"
