@@ -53,9 +53,11 @@ SHIPPED_PRESET: dict[str, dict] = {
 SHIPPED_ENSEMBLES: dict[str, dict] = {
     "ensemble-acq-norm-frame": {
         "candidates": ["cnn-deep-128-acq-norm-s7", "cnn-deep-128-acq-frame-norm"], "threshold_views": 4, "select": False,
+        "display_name": "Two robust CNNs averaged (film as given + cropped to its content), 128 px",
     },
     "ensemble-acq-norm-frame-s7": {
         "candidates": ["cnn-deep-128-acq-norm-s7", "cnn-deep-128-acq-frame-norm-s7"], "threshold_views": 4, "select": False,
+        "display_name": "Two robust CNNs averaged, seed-7 pair (film as given + cropped to its content), 128 px",
     },
 }
 
@@ -230,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
             report(ensembles.train_ensemble(
                 options["candidates"], name=name, data=args.data, models_dir=args.models_dir, bootstrap=args.bootstrap,
                 seed=args.seed, progress=args.progress, threshold_views=options.get("threshold_views", 0),
-                select=options.get("select", True),
+                select=options.get("select", True), display_name=options.get("display_name"),
             ))
         except (ValueError, FileNotFoundError) as error:
             print(f"train.py: {name}: {error}", file=sys.stderr)

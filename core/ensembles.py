@@ -74,12 +74,13 @@ def train_ensemble(
     progress: bool = True,
     limit: int | None = None,
     threshold_views: int = 0,
+    display_name: str | None = None,
 ) -> training.RunResult:
     """Average shipped models into one model.keras (members chosen on validation), evaluate and publish it atomically.
 
     The ensemble takes RGB ``img_size`` pixels (default: the largest member input). With ``threshold_views`` its
     threshold is chosen on the validation films plus that many acquisition-perturbed views of each, as for a
-    single model (core.evaluation.perturbed_view_scores).
+    single model (core.evaluation.perturbed_view_scores). ``display_name`` is the name shown (default: the members).
     """
     import shutil
     import time
@@ -130,7 +131,7 @@ def train_ensemble(
     )
     card.update(
         {
-            "display_name": ensemble_display_name(members, img_size),
+            "display_name": display_name or ensemble_display_name(members, img_size),
             "architecture": "ensemble",
             "input": {
                 "height": img_size,
