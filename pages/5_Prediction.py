@@ -81,10 +81,11 @@ st.title("🩻 Prediction")
 st.caption("Score a chest X-ray with a trained model and see which regions drove the score. "
            "Uploads stay in memory; nothing is written to disk and DICOM patient tags are never read into the app.")
 
-entry = pick_model(key="prediction_model", default=(st.session_state.get("operating_point") or {}).get("model"))
-model_dir = str(entry.path)
 operating_point = st.session_state.get("operating_point")
 site_point = st.session_state.get("site_operating_point") or {}
+# The model whose operating point was just chosen (Your site, else Threshold explorer), else the recommended one.
+entry = pick_model(key="prediction_model", default=site_point.get("model") or (operating_point or {}).get("model"))
+model_dir = str(entry.path)
 if site_point.get("model") == entry.name and st.toggle(
         f"Use the site operating point ({site_point['threshold']:.3f}, from the Your site page)", value=True,
         key="prediction_use_site_point", help=site_point.get("source")):

@@ -37,8 +37,10 @@ def test_every_page_opens_without_an_error(page, dashboard, artifacts_dir: Path,
 
 
 def _default_model() -> registry.ModelEntry:
-    """The model the Prediction page picks first (the first available one, by folder name)."""
-    return next(entry for entry in registry.list_models() if entry.available)
+    """The model the Prediction page picks first: the recommended one (core.report's validation-only rule)."""
+    from core import config, report
+
+    return report.recommend_model(config.models_dir())
 
 
 def test_upload_shows_the_models_probability_and_a_heatmap(page, dashboard, data_root: Path, artifacts_dir: Path) -> None:

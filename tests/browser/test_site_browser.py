@@ -41,6 +41,7 @@ def test_site_zip_gives_metrics_and_a_site_operating_point_for_the_prediction_pa
         assert 0.0 <= auc <= 1.0
         assert page.get_by_text("95% CI").count() >= 8
         charts = page.locator('[data-testid="stPlotlyChart"]')
+        charts.nth(1).wait_for(state="attached", timeout=120_000)  # drawn after the metrics (slower on a busy machine)
         assert charts.count() == 2  # the curves and the drift picture
         for i in range(2):  # plotly draws a chart once it is scrolled into view
             charts.nth(i).scroll_into_view_if_needed()
