@@ -121,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="binary cross-entropy label smoothing (0 = off); keeps validation scores off 0/1 so the threshold rule has room")
     parser.add_argument("--threshold-views", type=int, default=defaults.threshold_views,
                         help="choose the threshold on the validation films plus this many acquisition-perturbed views of each (0 = as given)")
+    parser.add_argument("--mixup", type=float, default=defaults.mixup,
+                        help="mixup of training image pairs and their labels (Zhang et al. 2018), lam ~ Beta(a, a) per "
+                             "image; a > 0, e.g. 0.2 (0 = off). Pixel models only; class weights become mixed sample weights")
     parser.add_argument("--augment-views", type=int, default=defaults.augment_views,
                         help="transfer models: also cache backbone features of this many 'acquisition'-augmented views of each training film")
     parser.add_argument("--weights", default=defaults.weights,

@@ -291,6 +291,8 @@ def display_name(architecture_name: str, size: int, run_config: dict) -> str:
         parts.append(f"{run_config['normalize']} std.")
     if run_config.get("label_smoothing"):
         parts.append(f"label smoothing {run_config['label_smoothing']:g}")
+    if run_config.get("mixup"):
+        parts.append(f"mixup {run_config['mixup']:g}")
     if run_config.get("augment_views"):
         parts.append(f"{run_config['augment_views']} augmented feature views")
     if not parts:

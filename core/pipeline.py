@@ -266,6 +266,42 @@ def augment_batch_fn(augment: bool | str | AugmentConfig | None, *, seed: int = 
     return apply
 
 
+def mixup_batch(images: Any, labels: Any, weights: Any, lam: Any, partner: Any) -> tuple[Any, Any, Any]:
+    """Mixup (Zhang et al. 2018) of one batch with given draws: every sample i becomes
+    ``lam[i] * sample[i] + (1 - lam[i]) * sample[partner[i]]``, for the images ``(B, H, W, C)``, the labels ``(B,)``
+    and the per-sample weights ``(B,)`` alike. ``lam`` is ``(B,)`` in [0, 1], ``partner`` a permutation of range(B)."""
+    import tensorflow as tf
+
+    lam = tf.cast(lam, tf.float32)
+    mixed_images = lam[:, None, None, None] * images + (1.0 - lam[:, None, None, None]) * tf.gather(images, partner)
+    mixed_labels = lam * labels + (1.0 - lam) * tf.gather(labels, partner)
+    mixed_weights = lam * weights + (1.0 - lam) * tf.gather(weights, partner)
+    return mixed_images, mixed_labels, mixed_weights
+
+
+def mixup_fn(alpha: float, class_weight: dict[int, float] | None = None, *, seed: int = 0) -> Any:
+    """The batch function ``(x, y) -> (x, y, sample_weight)`` of mixup with ``lam ~ Beta(alpha, alpha)`` per sample
+    and a random partner per sample; ``class_weight`` {0: w0, 1: w1} becomes per-sample weights mixed like the labels
+    (Keras's ``class_weight`` would cast a mixed label to an integer class). Seeded: the same seed, the same draws.
+    Raises ValueError for ``alpha <= 0``."""
+    import keras
+    import tensorflow as tf
+
+    if not alpha > 0:
+        raise ValueError(f"Mixup needs alpha > 0 (e.g. 0.2); got {alpha}.")
+    generator = keras.random.SeedGenerator(seed + 11)
+    w0, w1 = (float(class_weight[0]), float(class_weight[1])) if class_weight else (1.0, 1.0)
+
+    def apply(x: Any, y: Any) -> tuple[Any, Any, Any]:
+        count = tf.shape(y)[0]
+        lam = keras.random.beta((count,), alpha, alpha, seed=generator)
+        partner = tf.cast(tf.argsort(keras.random.uniform((count,), seed=generator)), tf.int32)
+        y = tf.cast(y, tf.float32)
+        return mixup_batch(x, y, y * w1 + (1.0 - y) * w0, lam, partner)
+
+    return apply
+
+
 def make_dataset(
     frame: pd.DataFrame,
     *,
@@ -279,11 +315,15 @@ def make_dataset(
     cache: bool | str = True,
     repeat: bool = False,
     with_labels: bool = True,
+    mixup: float = 0.0,
+    class_weight: dict[int, float] | None = None,
 ) -> Any:
     """tf.data.Dataset of (images float32 ``(B, S, S, C)`` in [0, 255], labels float32 ``(B,)``) from index rows.
 
     ``cache=True`` keeps decoded uint8 images in memory (``str`` = a cache file). Over/undersampling is applied
-    to the rows before caching (each distinct image is decoded once); class-weight is left to ``fit``.
+    to the rows before caching (each distinct image is decoded once); class-weight is left to ``fit``. With
+    ``mixup`` > 0 (after augmentation, :func:`mixup_fn`) the batches are (images, mixed labels, sample weights), the
+    weights from ``class_weight`` mixed like the labels: pass ``class_weight=None`` to ``fit`` then.
     """
     import tensorflow as tf
 
@@ -333,6 +373,10 @@ def make_dataset(
     augment_fn = augment_batch_fn(augment, seed=seed)
     if augment_fn is not None:
         dataset = dataset.map(lambda x, y: (augment_fn(x), y), num_parallel_calls=AUTOTUNE)
+    if mixup:
+        if not with_labels:
+            raise ValueError("Mixup mixes labels; it needs with_labels=True.")
+        dataset = dataset.map(mixup_fn(mixup, class_weight, seed=seed), num_parallel_calls=AUTOTUNE)
     if not with_labels:
         dataset = dataset.map(lambda x, y: x)
     return dataset.prefetch(AUTOTUNE)

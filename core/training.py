@@ -49,6 +49,7 @@ class TrainConfig:
     normalize: str = "none"  # "none" | "per-image" (zoo.NORMALIZATIONS): standardisation inside the model
     framing: str = "none"  # "none" | "crop-borders" (core.framing.FRAMINGS): crop to the content box inside the model
     label_smoothing: float = 0.0  # targets 0/1 -> ls/2, 1 - ls/2 (keeps validation scores off 0 and 1)
+    mixup: float = 0.0  # > 0: mixup of training image pairs and labels, lam ~ Beta(mixup, mixup) (pixel models only)
     threshold_views: int = 0  # validation films also scored under this many acquisition-perturbed views for the rule
     augment_views: int = 0  # transfer models: cached features of this many augmented views of each training film
     weights: str = "imagenet"
@@ -273,17 +274,21 @@ def _train_end_to_end(model: Any, cfg: TrainConfig, index: pd.DataFrame, work_di
     steps = None
     class_weight = None  # the streaming pipeline applies class weights as sample weights itself
     if streaming.use_streaming(cfg.pipeline, n_images=len(train_frame), strategy=cfg.strategy):
+        if cfg.mixup:
+            raise ValueError("--mixup works with the in-memory pipeline only (--pipeline memory), not streaming.")
         train_data, val_data, steps = streaming.training_datasets(
             train_frame, val_frame, img_size=cfg.size(), channels=spec.channels, global_batch=cfg.batch_size,
             balance=cfg.balance, augment=cfg.augment, seed=cfg.seed,
         )
     else:
+        class_weight = fitting.class_weight_for(train_frame["label"].to_numpy(), cfg.balance)
         train_data = pipeline.make_dataset(
             train_frame, img_size=cfg.size(), channels=spec.channels, batch_size=cfg.batch_size, shuffle=True,
-            augment=cfg.augment, balance=cfg.balance, seed=cfg.seed,
+            augment=cfg.augment, balance=cfg.balance, seed=cfg.seed, mixup=cfg.mixup, class_weight=class_weight,
         )
         val_data = pipeline.make_dataset(val_frame, img_size=cfg.size(), channels=spec.channels, batch_size=64)
-        class_weight = fitting.class_weight_for(train_frame["label"].to_numpy(), cfg.balance)
+        if cfg.mixup:
+            class_weight = None  # mixed into per-sample weights by the pipeline
     history = _fit_stage(
         cfg, work_dir, model, train_data, val_data, stage="train", epochs=cfg.epochs, learning_rate=cfg.learning_rate,
         class_weight=class_weight, steps_per_epoch=steps,
@@ -330,6 +335,11 @@ def _train(cfg: TrainConfig, models_dir: Path, *, card_cfg: TrainConfig, distrib
 
     pipeline.check_balance(cfg.balance)
     spec = zoo.get_spec(cfg.model)
+    if cfg.mixup and spec.family == "transfer":
+        raise ValueError(f"--mixup mixes training images; {spec.name} trains on cached backbone features. "
+                         "Use it with mlp / cnn_reference / cnn_deep.")
+    if cfg.mixup < 0:
+        raise ValueError(f"--mixup must be 0 (off) or a Beta parameter > 0, e.g. 0.2; got {cfg.mixup}.")
     name = cfg.resolved_name()
     if not name or name.startswith(".") or "/" in name or "\\" in name:
         raise ValueError(f"Model name {name!r} must be a plain folder name (no '/', not starting with '.').")

@@ -190,3 +190,45 @@ def test_letterbox_adds_black_bars_on_the_sides_only() -> None:
     black_columns = (out.max(axis=1)[..., 0] < 128).sum(axis=1)
     assert (black_rows == 0).all()  # the height is kept
     assert black_columns.max() >= 4 and black_columns.max() <= int(0.25 * 64) + 2  # bars of at most a quarter of the width
+
+
+def test_mixup_batch_mixes_images_labels_and_weights_with_the_given_draws() -> None:
+    from core import pipeline
+
+    images = np.stack([np.full((2, 2, 1), v, np.float32) for v in (0.0, 100.0, 200.0)])
+    labels = np.array([0.0, 1.0, 1.0], np.float32)
+    weights = np.array([2.0, 0.5, 0.5], np.float32)
+    lam = np.array([0.25, 1.0, 0.5], np.float32)
+    partner = np.array([1, 0, 0], np.int32)
+    x, y, w = (np.asarray(t) for t in pipeline.mixup_batch(images, labels, weights, lam, partner))
+    np.testing.assert_allclose(x[:, 0, 0, 0], [0.25 * 0 + 0.75 * 100, 100.0, 0.5 * 200 + 0.5 * 0])
+    np.testing.assert_allclose(y, [0.75, 1.0, 0.5])
+    np.testing.assert_allclose(w, [0.25 * 2 + 0.75 * 0.5, 0.5, 0.5 * 0.5 + 0.5 * 2])
+
+
+def _mixup_frame(data_root: Path, per_class: int = 8) -> pd.DataFrame:
+    rows = []
+    for label, name in enumerate(("NORMAL", "PNEUMONIA")):
+        for path in sorted((data_root / "train" / name).glob("*.jpeg"))[:per_class]:
+            rows.append({"path": str(path), "label": label})
+    return pd.DataFrame(rows)
+
+
+def test_mixup_dataset_gives_soft_labels_and_class_weights_mixed_like_them(data_root: Path) -> None:
+    from core import pipeline
+
+    frame = _mixup_frame(data_root)
+    weights = {0: 1.7, 1: 0.6}
+    kwargs = dict(img_size=32, channels=1, batch_size=16, shuffle=True, seed=5, mixup=0.4, class_weight=weights, cache=False)
+    x, y, w = next(iter(pipeline.make_dataset(frame, **kwargs)))
+    x, y, w = np.asarray(x), np.asarray(y), np.asarray(w)
+    assert x.shape == (16, 32, 32, 1) and y.shape == w.shape == (16,)
+    assert ((y >= 0) & (y <= 1)).all() and ((y > 0) & (y < 1)).any()  # some pairs of the two classes were mixed
+    # Labels and weights are mixed with the same lam and partner, so each weight is the label's weighting.
+    np.testing.assert_allclose(w, y * weights[1] + (1 - y) * weights[0], rtol=1e-5)
+    again = next(iter(pipeline.make_dataset(frame, **kwargs)))
+    np.testing.assert_array_equal(np.asarray(again[1]), y)  # seeded: the same draws
+    plain = next(iter(pipeline.make_dataset(frame, **{**kwargs, "mixup": 0.0})))
+    assert len(plain) == 2 and set(np.unique(np.asarray(plain[1]))) <= {0.0, 1.0}
+    with pytest.raises(ValueError, match="alpha > 0"):
+        pipeline.mixup_fn(0.0)

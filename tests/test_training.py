@@ -297,3 +297,15 @@ def test_only_an_ensemble_trains_its_members_first(project_root: Path) -> None:
     assert [run.name for run in runs] == options["candidates"]
     with pytest.raises(SystemExit):
         train.configs_from_args(parser.parse_args(["--preset", "shipped", "--only", "no-such-model"]), parser)
+
+
+def test_mixup_recipe_trains_and_records_itself_and_is_refused_where_it_cannot_work(tmp_path: Path, data_root: Path) -> None:
+    cfg = _tiny_config(tmp_path, data_root, model="cnn_reference", name="mixed", epochs=1, mixup=0.2)
+    result = training.train(cfg)
+    assert result.card["training"]["config"]["mixup"] == 0.2 and "mixup 0.2" in result.card["display_name"]
+    predictions = pd.read_csv(result.folder / "predictions.csv")
+    assert predictions["score"].between(0, 1).all() and set(predictions["split"]) == {"val", "test"}
+    with pytest.raises(ValueError, match="cached backbone features"):
+        training.train(_tiny_config(tmp_path, data_root, model="xception", name="x", epochs=1, mixup=0.2, weights="none"))
+    with pytest.raises(ValueError, match="Beta parameter"):
+        training.train(_tiny_config(tmp_path, data_root, model="cnn_reference", name="neg", epochs=1, mixup=-1.0))
