@@ -69,6 +69,7 @@ EXPERIMENTS_PRESET: dict[str, dict] = {
     "cnn-deep-128-acq-aspect-norm": {**ROBUST_RECIPE, "augment": "acquisition-aspect"},
     "cnn-deep-128-acq-letterbox-norm": {**ROBUST_RECIPE, "augment": "acquisition-letterbox"},
     "cnn-deep-128-acq-aspect-frame-norm": {**ROBUST_RECIPE, "augment": "acquisition-aspect", "framing": "crop-borders"},
+    "cnn-deep-128-acq-mixup-norm": {**ROBUST_RECIPE, "label_smoothing": 0.0, "mixup": 0.2},
 }
 PRESETS = {"shipped": SHIPPED_PRESET, "experiments": EXPERIMENTS_PRESET}
 PRESET_ENSEMBLES = {"shipped": SHIPPED_ENSEMBLES, "experiments": {}}
