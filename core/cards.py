@@ -8,9 +8,13 @@ lists a half-written model. Paths in cards are relative to the project when they
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import shutil
+import uuid
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -255,10 +259,27 @@ def json_default(value: Any) -> Any:
     raise TypeError(f"Cannot write {type(value).__name__} to JSON")
 
 
+@contextlib.contextmanager
+def staged_folder(final_folder: Path | str, *, overwrite: bool = True) -> Iterator[Path]:
+    """A hidden folder beside ``final_folder`` (``.tmp-<name>-<random>``) to write a complete folder into.
+
+    When the ``with`` block ends without error it is published as ``final_folder`` (:func:`publish`: a reader sees
+    the old folder or the new one, never half of either); when the block raises, it is deleted and the error goes on.
+    """
+    final_folder = Path(final_folder)
+    final_folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final_folder.parent / f".tmp-{final_folder.name}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        publish(tmp, final_folder, overwrite=overwrite)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def publish(tmp_folder: Path, final_folder: Path, *, overwrite: bool = True) -> Path:
     """Move a complete ``models/.tmp-*`` folder to ``models/<name>``; an old model of that name is replaced."""
-    import shutil
-
     if final_folder.exists():
         if not overwrite:
             raise FileExistsError(f"{final_folder} exists; pass --overwrite or choose another --name.")

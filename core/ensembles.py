@@ -82,9 +82,7 @@ def train_ensemble(
     threshold is chosen on the validation films plus that many acquisition-perturbed views of each, as for a
     single model (core.evaluation.perturbed_view_scores). ``display_name`` is the name shown (default: the members).
     """
-    import shutil
     import time
-    import uuid
 
     from core import registry, zoo
 
@@ -156,16 +154,10 @@ def train_ensemble(
         "limit": limit,
         "threshold_views": threshold_views,
     }
-    tmp = models_dir / f".tmp-{name}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
+    with cards.staged_folder(models_dir / name) as tmp:
         history = pd.DataFrame({"epoch": [], "loss": [], "val_loss": []})
         cards.write_artifacts(tmp, model=model, card=card, history=history, predictions=predictions)
         (tmp / "history.csv").unlink()  # nothing was trained: no history
         if views is not None:
             views.to_csv(tmp / evaluation.THRESHOLD_VIEWS_FILE, index=False)
-        final = cards.publish(tmp, models_dir / name)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return training.RunResult(final, card)
+    return training.RunResult(models_dir / name, card)

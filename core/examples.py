@@ -19,9 +19,7 @@ import argparse
 import hashlib
 import json
 import logging
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -106,11 +104,8 @@ def write_examples(
         raise ValueError(f"None of the example X-rays of {entry.name} could be read from {root}; "
                          "pass the dataset folder its predictions.csv refers to with --data.")
     target = Path(out_dir) if out_dir is not None else Path(entry.path)
-    target.mkdir(parents=True, exist_ok=True)
     final = target / EXAMPLES_DIR
-    staging = Path(tempfile.mkdtemp(prefix=f".{EXAMPLES_DIR}-tmp-", dir=target))
-    staging.chmod(0o755)  # mkdtemp makes it private; the served folder is read by whoever runs the dashboard
-    try:
+    with cards.staged_folder(final) as staging:  # an old folder is moved aside first: a reader never sees half of either
         rows = []
         for number, image in enumerate(overlays, start=1):
             outcome = picked.loc[picked["path"] == image.path, "outcome"].iat[0]
@@ -127,10 +122,6 @@ def write_examples(
                     "predictions_sha256": _sha256(Path(entry.path) / "predictions.csv"),
                     "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "examples": rows}
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-        cards.publish(staging, final)  # an old folder is moved aside first: a reader never sees half of either
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     logger.info("Wrote %d examples of %s to %s", len(rows), entry.name, final)
     return final
 

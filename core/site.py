@@ -32,9 +32,7 @@ import json
 import logging
 import math
 import re
-import shutil
 import sys
-import tempfile
 import zipfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -870,10 +868,7 @@ def adapt_model(model_dir: str | Path, site: SiteSet, *, methods: Sequence[str] 
     card.setdefault("limitations", [])
     card["limitations"] = [card["metrics_note"], *card["limitations"]]
 
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=root))
-    try:
-        tmp.chmod(0o755)  # mkdtemp makes it private; model folders are readable like the others
+    with cards.staged_folder(target) as tmp:
         model.save(tmp / registry.MODEL_FILE)
         predictions[list(registry.PREDICTION_COLUMNS)].to_csv(tmp / registry.PREDICTIONS_FILE, index=False)
         (tmp / registry.CARD_FILE).write_text(json.dumps(card, indent=2), encoding="utf-8")
@@ -883,10 +878,6 @@ def adapt_model(model_dir: str | Path, site: SiteSet, *, methods: Sequence[str] 
                 ood.calibrate_model(tmp, data_root)
             except ValueError as exc:  # too few validation films etc.: the model is still usable without a guard
                 logger.warning("No out-of-distribution guard for %s: %s", target.name, exc)
-        cards.publish(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     logger.info("Adapted %s on %d films of %s (%s): wrote %s", source.name, len(inputs), site_label, "+".join(methods), target)
     return target
 

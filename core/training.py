@@ -327,7 +327,6 @@ def _train(cfg: TrainConfig, models_dir: Path, *, card_cfg: TrainConfig, distrib
     """The body of :func:`train` in the strategy's scope: ``cfg`` has the global batch, ``card_cfg`` the user's."""
     import shutil
     import time
-    import uuid
 
     import keras
 
@@ -402,16 +401,11 @@ def _train(cfg: TrainConfig, models_dir: Path, *, card_cfg: TrainConfig, distrib
         epochs_run=len(history),
         extra={"distribution": distribution},
     )
-    tmp = models_dir / f".tmp-{name}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
+    final = models_dir / name
+    with cards.staged_folder(final, overwrite=cfg.overwrite) as tmp:
         cards.write_artifacts(tmp, model=model, card=card, history=history, predictions=predictions)
         if views is not None:
             views.to_csv(tmp / evaluation.THRESHOLD_VIEWS_FILE, index=False)
-        final = cards.publish(tmp, models_dir / name, overwrite=cfg.overwrite)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     shutil.rmtree(work_dir, ignore_errors=True)
     log.info("Wrote %s: test AUC %.3f, threshold %.3f", final, results["test"]["roc_auc"]["value"], threshold)
     return RunResult(final, card, model)

@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shutil
 import sys
 import time
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -131,19 +129,12 @@ def evaluate_tta(
         tta={"views": {k: list(v) for k, v in wrapped.views.items()}, "of_model": card["name"],
              "study": "docs/PREREGISTRATION.md addendum 7; not a shipped model"},
     )
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / f".tmp-{name}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
+    final = Path(out_dir) / name
+    with cards.staged_folder(final) as tmp:
         cards.write_card(tmp, tta_card)
         predictions.to_csv(tmp / "predictions.csv", index=False)
         if views is not None:
             views.to_csv(tmp / evaluation.THRESHOLD_VIEWS_FILE, index=False)
-        final = cards.publish(tmp, out_dir / name)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     logger.info("Wrote %s (threshold %.3f, %.0f s)", final, threshold, time.time() - started)
     return final
 
