@@ -56,19 +56,26 @@ def _listed_models(models_dir: str, signature: tuple) -> list[registry.ModelEntr
     return registry.list_models(models_dir)
 
 
-@st.cache_resource(show_spinner=False, max_entries=4)
-def _recommended(models_dir: str, signature: tuple) -> str | None:
-    """core.report.recommended_name for the folder (chosen on validation), cached like the model list; None if none."""
+@st.cache_data(show_spinner=False, max_entries=4)
+def _ranking(models_dir: str, signature: tuple):
+    """core.report.rank_models for the folder, cached until a file in a model folder changes (like the model list)."""
     from core import report
 
-    ranking = report.rank_models(models_dir)
-    return None if ranking.empty else report.recommended_name(ranking)
+    return report.rank_models(models_dir)
+
+
+def model_ranking():
+    """Every usable model of config.models_dir() ranked on validation (core.report.rank_models; a pandas DataFrame)."""
+    models_dir = str(config.models_dir())
+    return _ranking(models_dir, registry.models_signature(models_dir))
 
 
 def recommended_model_name() -> str | None:
     """The name of the model the Overview recommends (validation-only rule, core.report); None when none is usable."""
-    models_dir = str(config.models_dir())
-    return _recommended(models_dir, registry.models_signature(models_dir))
+    from core import report
+
+    ranking = model_ranking()
+    return None if ranking.empty else report.recommended_name(ranking)
 
 
 def model_entries() -> list[registry.ModelEntry]:

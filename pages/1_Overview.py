@@ -8,7 +8,7 @@ import streamlit as st
 
 from core import audit, config, registry, report
 from core import examples
-from ui import enter_through_app
+from ui import enter_through_app, model_ranking
 
 enter_through_app(__file__)
 
@@ -26,11 +26,6 @@ section[data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"], [da
 
 
 # ------------------------------------------------------------------------------ cached data access
-@st.cache_data(show_spinner=False, ttl=60)
-def ranking(models_dir: str, signature: tuple) -> pd.DataFrame:
-    return report.rank_models(models_dir)
-
-
 @st.cache_data(show_spinner="Bootstrapping 95% confidence intervals…")
 def summary_on_test(models_dir: str, name: str, stamp: float) -> dict:
     return registry.model_summary(registry.get_model(name, models_dir), "test")
@@ -103,7 +98,7 @@ with st.container(key="overview_section_data"):
         # Plain HTML bars: the landing page loads no charting library in the browser.
         st.html(report.dataset_bars_html(images, patients))
 
-ranked = ranking(models_dir, registry.models_signature(models_dir))
+ranked = model_ranking()
 if ranked.empty:
     st.info(f"No usable trained model in `{models_dir}` yet. Train the shipped set with `make models`; "
             "the rest of this page appears when a model is there.")

@@ -254,15 +254,26 @@ def _write_views(folder: Path, labels: np.ndarray, scores: np.ndarray) -> None:
     )
 
 
-def test_recommendation_uses_perturbed_validation_views_and_breaks_ties_by_size(models_dir, tmp_path):
+VIEW_LABELS = np.array([0, 0, 0, 1, 1, 1])
+WEAK_VIEW_SCORES = np.array([0.1, 0.2, 0.3, 0.7, 0.8, 0.9])  # AUC 1.0
+STRONG_VIEW_SCORES = np.array([0.1, 0.8, 0.3, 0.7, 0.2, 0.9])  # AUC 5/9
+
+
+def _models_with_views(models_dir: Path, tmp_path: Path) -> Path:
+    """A copy of the fixture models where "weak" (worse on the films as given) is the better one on perturbed views."""
     import shutil
 
     folder = tmp_path / "models"
     shutil.copytree(models_dir, folder)
-    labels = np.array([0, 0, 0, 1, 1, 1])
+    _write_views(folder / "weak", VIEW_LABELS, WEAK_VIEW_SCORES)
+    _write_views(folder / "strong", VIEW_LABELS, STRONG_VIEW_SCORES)
+    return folder
+
+
+def test_recommendation_uses_perturbed_validation_views_and_breaks_ties_by_size(models_dir, tmp_path):
+    folder = _models_with_views(models_dir, tmp_path)
+    labels = VIEW_LABELS
     # "weak" (worse on the validation films as given) holds up better under perturbation: it is recommended.
-    _write_views(folder / "weak", labels, np.array([0.1, 0.2, 0.3, 0.7, 0.8, 0.9]))  # AUC 1.0
-    _write_views(folder / "strong", labels, np.array([0.1, 0.8, 0.3, 0.7, 0.2, 0.9]))  # AUC 5/9
     ranking = report.rank_models(folder)
     assert list(ranking["model"]) == ["weak", "strong"]
     assert ranking["val_views_roc_auc"].tolist() == pytest.approx(
@@ -284,13 +295,7 @@ def _set_audit_verdict(folder: Path, robust: bool) -> None:
 
 
 def test_recommendation_prefers_models_that_pass_the_validation_robustness_audit(models_dir, tmp_path):
-    import shutil
-
-    folder = tmp_path / "models"
-    shutil.copytree(models_dir, folder)
-    labels = np.array([0, 0, 0, 1, 1, 1])
-    _write_views(folder / "weak", labels, np.array([0.1, 0.2, 0.3, 0.7, 0.8, 0.9]))  # AUC 1.0
-    _write_views(folder / "strong", labels, np.array([0.1, 0.8, 0.3, 0.7, 0.2, 0.9]))  # AUC 5/9
+    folder = _models_with_views(models_dir, tmp_path)
     # Rule 2b: the best on the views fails the audit, the other passes it -> the robust one is recommended.
     _set_audit_verdict(folder / "weak", robust=False)
     _set_audit_verdict(folder / "strong", robust=True)
