@@ -37,11 +37,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core import config, metrics
+from core import config, evaluation, metrics, registry
 
 logger = logging.getLogger(__name__)
 
-VIEWS_FILE = "threshold_views.csv"
 SPECIFICITY_TARGET = 0.95
 _EPS = 1e-7
 
@@ -128,10 +127,11 @@ def study_model(model_dir: str | Path, *, n_resamples: int = 1000, seed: int = 0
     has no threshold_views.csv. Raises FileNotFoundError without predictions.csv.
     """
     folder = Path(model_dir)
-    predictions = pd.read_csv(folder / "predictions.csv")
+    predictions = pd.read_csv(folder / registry.PREDICTIONS_FILE)
     val = predictions[predictions["split"] == "val"]
     test = predictions[predictions["split"] == "test"]
-    views = pd.read_csv(folder / VIEWS_FILE) if (folder / VIEWS_FILE).is_file() else None
+    views_file = folder / evaluation.THRESHOLD_VIEWS_FILE
+    views = pd.read_csv(views_file) if views_file.is_file() else None
     rows = []
     for name, (fitted_on, rule, description) in RULES.items():
         data = val if fitted_on == "val" else views
@@ -161,7 +161,7 @@ def study(model_dirs: Sequence[str | Path], **kwargs) -> pd.DataFrame:
     """:func:`study_model` for every folder holding predictions.csv, concatenated (others are skipped with a log line)."""
     frames = []
     for folder in model_dirs:
-        if not (Path(folder) / "predictions.csv").is_file():
+        if not (Path(folder) / registry.PREDICTIONS_FILE).is_file():
             logger.info("Skipped %s: no predictions.csv", folder)
             continue
         frames.append(study_model(folder, **kwargs))

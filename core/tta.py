@@ -132,7 +132,7 @@ def evaluate_tta(
     final = Path(out_dir) / name
     with cards.staged_folder(final) as tmp:
         cards.write_card(tmp, tta_card)
-        predictions.to_csv(tmp / "predictions.csv", index=False)
+        predictions.to_csv(tmp / registry.PREDICTIONS_FILE, index=False)
         if views is not None:
             views.to_csv(tmp / evaluation.THRESHOLD_VIEWS_FILE, index=False)
     logger.info("Wrote %s (threshold %.3f, %.0f s)", final, threshold, time.time() - started)
