@@ -53,12 +53,12 @@ models: $(VENV)/.runtime
 	$(MAKE) model-artifacts
 
 model-artifacts: $(VENV)/.runtime
-	$(PY) -m core.ood models/*/
-	$(PY) -m core.ood evaluate models/*/
+	$(PY) -m core.guard models/*/
+	$(PY) -m core.guard evaluate models/*/
 	for m in models/*/; do $(PY) -m core.audit model $$m --write-card || exit 1; done
-	$(PY) -m core.examples models/*/
-	$(PY) -m core.ablation models/ docs/experiments/ --baseline cnn-deep-128 --json docs/ablation.json --markdown
-	$(PY) -m core.operating_points models/*/ --json docs/operating_points.json --markdown
+	$(PY) -m core.report.examples models/*/
+	$(PY) -m core.evaluation.ablation models/ docs/experiments/ --baseline cnn-deep-128 --json docs/ablation.json --markdown
+	$(PY) -m core.evaluation.operating_points models/*/ --json docs/operating_points.json --markdown
 
 # The ablation runs that are not shipped (cnn-deep-128-acq, -acq-norm, the aspect/letterbox attempts): trained into
 # .cache/experiments, their cards copied to docs/experiments/ for the ablation table (no model file is committed).
@@ -66,14 +66,14 @@ experiments: $(VENV)/.runtime
 	$(PY) train.py --preset experiments --models-dir .cache/experiments
 	for m in .cache/experiments/*/; do n=$$(basename $$m); mkdir -p docs/experiments/$$n; \
 	  cp $$m/card.json $$m/card.md docs/experiments/$$n/ || exit 1; done
-	$(PY) -m core.ablation models/ docs/experiments/ --baseline cnn-deep-128 --json docs/ablation.json --markdown
+	$(PY) -m core.evaluation.ablation models/ docs/experiments/ --baseline cnn-deep-128 --json docs/ablation.json --markdown
 
 # Retrain one shipped model (MODEL=name, default the recommended one; an ensemble retrains its members first) into
 # .cache/rerun and check that every test metric lands inside the shipped card's 95% CI (exit status 1 if not).
 MODEL ?= ensemble-acq-norm-frame
 reproduce: $(VENV)/.runtime
 	$(PY) train.py --preset shipped --only $(MODEL) --models-dir .cache/rerun --no-progress
-	$(PY) -m core.reproduction models/$(MODEL) .cache/rerun/$(MODEL)
+	$(PY) -m core.evaluation.reproduction models/$(MODEL) .cache/rerun/$(MODEL)
 
 bench: $(VENV)/.dev
 	$(PY) -m bench

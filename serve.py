@@ -17,7 +17,7 @@ from pathlib import Path
 
 PRELOAD = (
     "numpy", "pandas", "plotly.graph_objects", "sklearn.metrics", "sklearn.calibration", "scipy.stats",
-    "core.config", "core.registry", "core.metrics", "core.report", "core.data", "core.dataset_summary", "core.examples",
+    "core.config", "core.models.registry", "core.evaluation.metrics", "core.report", "core.data", "core.data.summary", "core.report.examples",
     "streamlit.emojis",  # imported by the first st.info/st.warning with an icon: ~1.6 s for the first such upload
 )
 """Modules every page (and the landing page first) would otherwise import on the first visit."""

@@ -77,7 +77,12 @@ PRESET_ENSEMBLES = {"shipped": SHIPPED_ENSEMBLES, "experiments": {}}
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line: every TrainConfig option, with its default shown in --help."""
-    from core import distribute, framing, metrics, pipeline, streaming, training, zoo
+    from core.training import distribute
+    from core.imaging import framing
+    from core.evaluation import metrics
+    from core.data import pipeline, streaming
+    from core import training
+    from core.models import zoo
 
     defaults = training.TrainConfig()
     parser = argparse.ArgumentParser(
@@ -117,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="'per-image': standardise each film (mean 0, std 1) inside the model, at training and prediction alike")
     parser.add_argument("--framing", default=defaults.framing, choices=list(framing.FRAMINGS),
                         help="'crop-borders': crop each film to its content box (black borders/padding removed) inside the model, "
-                             "at training and prediction alike (core.framing)")
+                             "at training and prediction alike (core.imaging.framing)")
     parser.add_argument("--label-smoothing", type=float, default=defaults.label_smoothing,
                         help="binary cross-entropy label smoothing (0 = off); keeps validation scores off 0/1 so the threshold rule has room")
     parser.add_argument("--threshold-views", type=int, default=defaults.threshold_views,
@@ -201,7 +206,9 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("core").setLevel(logging.INFO)
-    from core import ensembles, metrics, training
+    from core.training import ensembles
+    from core.evaluation import metrics
+    from core import training
 
     def report(result: training.RunResult) -> None:
         test = result.card["metrics"]["test"]

@@ -4,7 +4,7 @@
    (cache hit: walk + stat for the cache key, read the CSV), side by side in one run. Targets: < 2 s cold,
    < 0.2 s warm. "Cold" means no index cache; the operating system's file cache is not dropped.
 2. `core.data.load_index` (index + patient-grouped validation split) cold against warm.
-3. `core.dataset_summary.summarize` (pixel-hash duplicates, intensity statistics) cold against warm.
+3. `core.data.summary.summarize` (pixel-hash duplicates, intensity statistics) cold against warm.
 4. First render of the dataset page: a fresh `streamlit run` process until the folder counts are visible in
    Chromium (Playwright), with the disk caches warm; skipped when /usr/bin/chromium is absent.
 
@@ -25,7 +25,8 @@ import urllib.request
 from pathlib import Path
 
 from bench.results_io import write_results
-from core import config, data, dataset_summary
+from core import config, data
+from core.data import summary as dataset_summary
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")

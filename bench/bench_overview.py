@@ -3,7 +3,7 @@
     python -m bench overview
 
 Runs on the shipped models/ and data/chest_xray. The example X-rays (with Grad-CAM) are artifacts written next to a
-model by `python -m core.examples models/<name>`; when the shipped models do not have them yet, this bench links the
+model by `python -m core.report.examples models/<name>`; when the shipped models do not have them yet, this bench links the
 models into a temporary folder and writes them there (never into models/). Prints and stores:
 - the landing page in headless Debian chromium on a fresh server started like `make demo` (serve.py): seconds from
   the server answering its health check and from the process start, to the page fully drawn (title, dataset bars,
@@ -54,7 +54,7 @@ def _report_cli(heatmaps: bool, out: Path) -> tuple[float, int]:
 
 def _models_with_examples(folder: Path) -> tuple[Path, str]:
     """models/ when its recommended model has stored examples, else a linked copy with them written by the CLI."""
-    from core import examples
+    from core.report import examples
 
     shipped = config.models_dir()
     best = report.recommend_model(shipped)
@@ -69,9 +69,9 @@ def _models_with_examples(folder: Path) -> tuple[Path, str]:
         for file in model.iterdir():
             if file.is_file():
                 (root / model.name / file.name).symlink_to(file.resolve())
-    subprocess.run([sys.executable, "-m", "core.examples", str(root / best.name), "--data", str(config.data_root())],
+    subprocess.run([sys.executable, "-m", "core.report.examples", str(root / best.name), "--data", str(config.data_root())],
                    cwd=PROJECT_ROOT, check=True, capture_output=True)
-    return root, f"linked copy of models/, examples of {best.name} written by python -m core.examples"
+    return root, f"linked copy of models/, examples of {best.name} written by python -m core.report.examples"
 
 
 FULLY_DRAWN_JS = """

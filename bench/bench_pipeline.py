@@ -1,4 +1,4 @@
-"""Images/s: core.pipeline (tf.data) vs legacy ImageDataGenerator.flow_from_directory feeding the same model.
+"""Images/s: core.data.pipeline (tf.data) vs legacy ImageDataGenerator.flow_from_directory feeding the same model.
 
 Keras 3 removed ``ImageDataGenerator``; the legacy one compared here is the original implementation from the
 ``tf-keras`` package (``tf_keras.preprocessing.image.ImageDataGenerator``, pinned in requirements-dev.txt).
@@ -84,7 +84,9 @@ def main() -> None:
     import keras
     from tf_keras.preprocessing.image import ImageDataGenerator
 
-    from core import config, pipeline, zoo
+    from core import config
+    from core.data import pipeline
+    from core.models import zoo
 
     frame = _subset(config.data_root())
     n = len(frame)

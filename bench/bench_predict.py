@@ -19,7 +19,8 @@ from collections.abc import Callable
 import numpy as np
 
 from bench.results_io import write_results
-from core import config, registry
+from core import config
+from core.models import registry
 
 WARMUP = 3
 REPEATS = 15
@@ -55,7 +56,7 @@ def main() -> dict:
     if not any("xception" in name for name, _ in scorers):
         # No shipped Xception yet: time the same architecture built with its offline ImageNet weights (untrained
         # head). Latency does not depend on the head's weights; the label says what it is.
-        from core import zoo
+        from core.models import zoo
 
         model = zoo.build_model("xception", img_size=224, weights="imagenet")
         scorers.append(("xception-224 (zoo build, untrained head: latency only)", predict.scorer_from_model(model, name="xception-224")))

@@ -17,7 +17,8 @@ import time
 import zipfile
 
 from bench.results_io import write_results
-from core import config, registry
+from core import config
+from core.models import registry
 
 FILMS = 500
 
@@ -36,7 +37,7 @@ def _site_zip() -> bytes:
 def main() -> dict:
     """Measure, print and save the results."""
     config.quiet_tensorflow()
-    from core import ood, predict
+    from core import guard as ood, predict
     from core import site as site_check
     from core.imaging import decode_xray
 

@@ -1,4 +1,4 @@
-"""Streaming pipeline (core.streaming) at scale: images/s and peak memory for N = 1k, 5k, 20k real images.
+"""Streaming pipeline (core.data.streaming) at scale: images/s and peak memory for N = 1k, 5k, 20k real images.
 
 The folders are built under a temporary directory from the shipped Kaggle images (train + test, 5,840 real
 chest X-rays), hard-linked (copied if links are impossible) under distinct names until N files exist. Each N
@@ -32,7 +32,7 @@ DATA_ROOT = PROJECT_ROOT / "data" / "chest_xray"
 CHILD = """
 import json, resource, sys, time
 import pandas as pd
-from core import streaming
+from core.data import streaming
 frame = pd.read_csv(sys.argv[1])
 dataset = streaming.make_streaming_dataset(frame, img_size={size}, channels={channels}, batch_size={batch},
                                            shuffle=True, balance="oversample", seed=0)

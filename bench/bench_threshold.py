@@ -22,7 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from bench.results_io import write_results
-from core import config, metrics, registry
+from core import config
+from core.evaluation import metrics
+from core.models import registry
 
 N_SCORES = 100_000
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -123,7 +125,7 @@ def _models_for_apptest() -> tuple[str, str]:
     """The real models folder when it holds a usable model, else a fixture folder (timing only, never a metric)."""
     if any(e.available for e in registry.list_models()):
         return str(config.models_dir()), "real models/"
-    from tests.test_registry import write_model_folder
+    from tests.models.test_registry import write_model_folder
 
     root = Path(tempfile.mkdtemp(prefix="bench-threshold-")) / "models"
     write_model_folder(root, "fixture", n_val=300, n_test=624)

@@ -16,6 +16,7 @@ SPLIT_SEED = 42
 SAMPLES_DIR = PROJECT_ROOT / "data" / "samples"
 AUDIT_DIR = PROJECT_ROOT / "data" / "audit"  # dataset audits (core.audit), one JSON per dataset fingerprint
 CACHE_DIR = PROJECT_ROOT / ".cache"
+ASSETS_DIR = PROJECT_ROOT / "core" / "assets"  # fitted checks shipped with the code (chest-film model, inversion)
 
 # Decoding limits (pixels per side / total pixels).
 MIN_IMAGE_SIDE = 64

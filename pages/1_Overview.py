@@ -6,8 +6,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core import audit, config, registry, report
-from core import examples
+from core import audit, config, report
+from core.models import registry
+from core.report import examples
 from ui import enter_through_app, model_ranking
 
 enter_through_app(__file__)
@@ -44,7 +45,7 @@ def dataset_counts(data_root: str) -> tuple[pd.DataFrame, pd.DataFrame, int]:
 
 @st.cache_data(show_spinner=False, max_entries=8, ttl=60)
 def stored_examples(model_dir: str, stamp: float, threshold: float) -> tuple[list[dict], str]:
-    """The example X-rays stored with the model (core.examples: PNGs + JSON, no TensorFlow), or none and why."""
+    """The example X-rays stored with the model (core.report.examples: PNGs + JSON, no TensorFlow), or none and why."""
     try:
         cases = examples.load_examples(model_dir, threshold=threshold)
     except examples.ExamplesUnavailableError as exc:
@@ -153,7 +154,7 @@ with st.container(key="overview_section_audit"):
         st.caption("From the audit of the data (Dataset page) and of this model (its model card): `python -m core.audit`.")
 
 with st.container(key="overview_section_examples"):
-    # Written with the model (python -m core.examples), so this page never loads TensorFlow.
+    # Written with the model (python -m core.report.examples), so this page never loads TensorFlow.
     st.header("Three X-rays from the TEST split")
     cases, why_none = stored_examples(str(entry.path), stamp, entry.threshold)
     with_heatmaps = any(case["heatmap"] for case in cases)

@@ -10,7 +10,9 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import audit, config, data, dataset_summary, imaging, perturbations
+from core import audit, config, data, imaging
+from core.data import summary as dataset_summary
+from core.imaging import perturbations
 from ui import enter_through_app
 
 enter_through_app(__file__)

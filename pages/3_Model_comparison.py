@@ -6,7 +6,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import ablation, compare, config, metrics, operating_points, references, registry
+from core.evaluation import ablation, compare, metrics, operating_points, references
+from core import config
+from core.models import registry
 from ui import enter_through_app, model_entries
 
 enter_through_app(__file__)
@@ -57,13 +59,13 @@ def paired_comparison(path_a: str, stamp_a: float, threshold_a: float, path_b: s
 
 @st.cache_data(show_spinner=False)
 def operating_points_table(path: str, stamp: float) -> pd.DataFrame:
-    """The operating-point study written by python -m core.operating_points --json (ValueError when unreadable)."""
+    """The operating-point study written by python -m core.evaluation.operating_points --json (ValueError when unreadable)."""
     return operating_points.read_json(path)
 
 
 @st.cache_data(show_spinner=False)
 def ablation_table(path: str, stamp: float) -> pd.DataFrame:
-    """The ablation table written by python -m core.ablation --json (raises ValueError when unreadable)."""
+    """The ablation table written by python -m core.evaluation.ablation --json (raises ValueError when unreadable)."""
     return ablation.read_json(path)
 
 
@@ -274,7 +276,7 @@ if ablation_file.is_file():
             f"One row per training recipe; *Changes vs baseline* lists the `train.py` options that differ from "
             f"`{ablation.baseline_recipe(recipes)}`. Numbers from each model's card, at its own threshold chosen on "
             "validation, with 95% bootstrap CIs; test numbers are reported, never used to choose a recipe. "
-            f"Written by `python -m core.ablation … --json` ({ablation_file.name})."
+            f"Written by `python -m core.evaluation.ablation … --json` ({ablation_file.name})."
         )
 
 # --- Operating-point rules: which way of fixing the threshold on validation transfers ------------
@@ -293,7 +295,7 @@ if points_file.is_file():
                 "acquisition-perturbed views of each); the TEST split is reported at it, with 95% bootstrap CIs. "
                 "Temperature scaling keeps the 0.5 decision of the raw score (it divides the logit by T > 0), so it "
                 "recalibrates the probability shown, not the decision. The shipped thresholds stay those of the rule "
-                f"fixed beforehand (docs/PREREGISTRATION.md). Written by `python -m core.operating_points` ({points_file.name})."
+                f"fixed beforehand (docs/PREREGISTRATION.md). Written by `python -m core.evaluation.operating_points` ({points_file.name})."
             )
 
 # --- Curves ------------------------------------------------------------------------------------

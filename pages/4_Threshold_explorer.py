@@ -5,7 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core import config, metrics, registry
+from core import config
+from core.evaluation import metrics
+from core.models import registry
 from ui import enter_through_app, model_entries
 from widgets.threshold_explorer import agreement_numbers, figure_data, live_threshold
 
@@ -125,7 +127,7 @@ st.markdown(
 # ------------------------------------------------------------------------------ the live part
 # The slider, every number and the figure points are answered in the browser on each pointer move
 # (widgets/threshold_explorer.py, from the sweep's compact form); the server hears the value on release, stores the
-# operating point, and sends back its own numbers (core.metrics), which the widget checks against what it showed.
+# operating point, and sends back its own numbers (core.evaluation.metrics), which the widget checks against what it showed.
 LIVE_KEY = "threshold_live"
 
 

@@ -8,7 +8,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import config, explain, inversion, ood
+from core import config, explain, guard as ood
+from core.imaging import inversion
 from core import predict as scoring
 from core.imaging import decode_xray, resize_for_display, to_uint8
 from ui import enter_through_app, load_scorer, pick_model, read_sample
@@ -155,7 +156,7 @@ elif guard.every_check_passed:  # the only place that reassures: every check ran
     st.caption("Out-of-distribution guard: every check passed; the image looks like the validation X-rays this model was checked on.")
 else:
     st.info("The model-independent checks passed, but this model has no out-of-distribution calibration (no ood.npz; create it "
-            f"with `python -m core.ood {entry.path.relative_to(config.PROJECT_ROOT) if entry.path.is_relative_to(config.PROJECT_ROOT) else entry.path}`), "
+            f"with `python -m core.guard {entry.path.relative_to(config.PROJECT_ROOT) if entry.path.is_relative_to(config.PROJECT_ROOT) else entry.path}`), "
             "so it cannot be said that the image looks like the X-rays it was validated on.")
 
 methods = explain.available_methods(load_scorer(model_dir).model)

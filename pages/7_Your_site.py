@@ -8,7 +8,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import config, registry
+from core import config
+from core.models import registry
 from core import report as results_report
 from core import site as site_check
 from ui import enter_through_app, load_scorer, model_entries

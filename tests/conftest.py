@@ -12,6 +12,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_ROOT = PROJECT_ROOT / "data" / "chest_xray"
 SAMPLES_DIR = PROJECT_ROOT / "data" / "samples"
+FIELD_CASES_DIR = Path(__file__).resolve().parent / "fixtures" / "field_cases"  # real-world inputs, see its README
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """Faults: broken model folders on every page, nothing untrusted unpickled or deserialised, and a train.py run killed
 with SIGKILL (mid-epoch, then between writing its artifacts and publishing them) never makes an incomplete model
-visible to core.registry.list_models while it runs, and still finishes when started again.
+visible to core.models.registry.list_models while it runs, and still finishes when started again.
 
 tests/test_training.py already checks the folder after a kill and the resumed history; here the models folder is
 polled *while* the runs are alive, and the kill also lands in the publishing step.
@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import registry
+from core.models import registry
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PAGES = sorted(str(p.relative_to(PROJECT_ROOT)) for p in (PROJECT_ROOT / "pages").glob("*.py"))
@@ -217,7 +217,7 @@ import pathlib, runpy, sys, time
 sys.argv = ["train.py", *sys.argv[1:]]
 mark = pathlib.Path({mark!r})
 if mark.name:
-    import core.cards as cards
+    import core.models.cards as cards
     write = cards.write_artifacts
     def write_then_wait(folder, **kwargs):
         write(folder, **kwargs)
@@ -305,7 +305,7 @@ def test_a_torn_backup_falls_back_to_the_previous_epochs_double_checkpoint(tmp_p
     (the *.bkp pair) instead of restarting the stage; without a readable *.bkp the backup is removed (restart)."""
     import h5py
 
-    from core import fitting
+    from core.training import fitting
 
     backup = tmp_path / "backup-train"
     backup.mkdir()

@@ -1,11 +1,11 @@
 """The live threshold explorer widget: a slider whose numbers and figure points move with the pointer, in the browser.
 
 Built with Streamlit's `st.components.v2.component` from the HTML/CSS/JS files next to this module. The browser gets
-the sweep (`core.metrics.ThresholdSweep.compact()`: distinct scores with cumulative counts, a few kB) and answers
+the sweep (`core.evaluation.metrics.ThresholdSweep.compact()`: distinct scores with cumulative counts, a few kB) and answers
 every pointer move itself: sensitivity, specificity, PPV, NPV, F1, accuracy, the confusion matrix, the per-1,000
 panel at the chosen prevalence, and the live point on the ROC, PR and histogram panels. On release (pointer up, or
 key up after arrows/Home/End/PageUp/PageDown) the value comes back to Python through `on_release`; the server's own
-numbers (`core.metrics.operating_point_summary`) go back in the next `data` and the widget checks that they agree.
+numbers (`core.evaluation.metrics.operating_point_summary`) go back in the next `data` and the widget checks that they agree.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ _COMPONENT = st.components.v2.component(
 
 
 def figure_data(roc: pd.DataFrame, pr: pd.DataFrame, histogram: pd.DataFrame) -> dict:
-    """The static parts of the three panels as JSON-ready lists (curves from core.metrics frames)."""
+    """The static parts of the three panels as JSON-ready lists (curves from core.evaluation.metrics frames)."""
     names = config.CLASS_NAMES
     return {
         "roc": {"x": roc["fpr"].tolist(), "y": roc["tpr"].tolist()},
@@ -67,7 +67,7 @@ def live_threshold(
     `sweep` is `ThresholdSweep.compact()`, `figures` is `figure_data(...)`; `view_id` names them (a new id redraws the
     panels). `threshold` is the server's value; the handle moves to it only when `revision` changes (a preset, another
     model), so the echo of a release never pulls the handle back. `prevalence` in (0, 1) is the one the per-1,000 panel
-    and the re-weighted PPV/NPV use; `server_numbers` is `core.metrics.operating_point_summary` at `threshold`.
+    and the re-weighted PPV/NPV use; `server_numbers` is `core.evaluation.metrics.operating_point_summary` at `threshold`.
     `on_release(value)` runs (as a widget callback, before the rerun) when the user lets go of the handle.
     """
 

@@ -14,8 +14,8 @@ from streamlit.testing.v1 import AppTest
 
 from tests.app.harness import open_page as open_app_page, tensorflow_imported_by
 
-from core import ablation, compare, operating_points, references
-from tests.test_registry import write_model_folder
+from core.evaluation import ablation, compare, operating_points, references
+from tests.models.test_registry import write_model_folder
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PAGE = "pages/3_Model_comparison.py"

@@ -104,7 +104,7 @@ def test_page_does_not_import_tensorflow():
 
 def test_nih_folder_renders(samples_dir, tmp_path, monkeypatch):
     from core import config
-    from tests.test_data import make_nih
+    from tests.data.test_data import make_nih
 
     monkeypatch.setattr(config, "CACHE_DIR", tmp_path / "cache")
     root = make_nih(samples_dir, tmp_path / "nih", lists=True)

@@ -2,7 +2,7 @@
 
 The page shows the shipped models when models/ holds a usable one, and fixture folders (real test file names,
 synthetic scores: test fixtures only) otherwise. Either way the numbers on screen are checked against the
-recommended model's predictions.csv recomputed with scikit-learn and core.metrics.
+recommended model's predictions.csv recomputed with scikit-learn and core.evaluation.metrics.
 """
 
 from __future__ import annotations
@@ -14,9 +14,12 @@ import pytest
 from sklearn.metrics import recall_score, roc_auc_score
 from streamlit.testing.v1 import AppTest
 
-from core import config, data, examples, metrics, registry
+from core import config, data
+from core.report import examples
+from core.evaluation import metrics
+from core.models import registry
 from tests.app.harness import tensorflow_imported_by
-from tests.test_report import write_report_models
+from tests.report.test_report import write_report_models
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PAGE = "pages/1_Overview.py"
@@ -50,7 +53,7 @@ def models_without_examples(models_root, tmp_path_factory) -> Path:
 def models_with_examples(models_root, tmp_path_factory, data_root) -> Path:
     """The same models (files linked, not copied) with the recommended model's examples stored next to it.
 
-    Written by core.examples without heatmaps (no TensorFlow in this test process; tests/test_examples.py covers the
+    Written by core.report.examples without heatmaps (no TensorFlow in this test process; tests/test_examples.py covers the
     Grad-CAM ones); the shipped models/ folder is never written to.
     """
     root = _linked_copy(models_root, tmp_path_factory.mktemp("models-with-examples"))
@@ -179,4 +182,4 @@ def test_overview_shows_the_stored_examples_and_says_so_plainly_when_there_are_n
     at.run()
     assert not at.exception, at.exception
     assert not at.get("image")
-    assert any("No example X-rays" in i.value and "python -m core.examples" in i.value for i in at.info)
+    assert any("No example X-rays" in i.value and "python -m core.report.examples" in i.value for i in at.info)

@@ -1,4 +1,4 @@
-"""Prediction page through AppTest on the decoding field cases of issue 13 (tests/data/field_cases/README.md)."""
+"""Prediction page through AppTest on the decoding field cases of issue 13 (tests/fixtures/field_cases/README.md)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ from streamlit.testing.v1 import AppTest
 from core import predict
 from core.imaging import decode_xray
 from tests.app.harness import open_page
+from tests.conftest import FIELD_CASES_DIR
 
 PAGE = "pages/5_Prediction.py"
-FIELD_CASES = Path(__file__).resolve().parents[1] / "data" / "field_cases"
+FIELD_CASES = FIELD_CASES_DIR  # noqa
 # file -> words of the decoding note shown on the page ("" = nothing to say)
 DECODED = {
     "dicom_no_transfer_syntax_uid.dcm": "no Transfer Syntax UID",

@@ -7,12 +7,14 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import inversion, predict
+from core.imaging import inversion
+from core import predict
 from core.imaging import decode_xray
 from tests.app.harness import open_page
+from tests.conftest import FIELD_CASES_DIR
 
 PAGE = "pages/5_Prediction.py"
-FIELD_CASES = Path(__file__).resolve().parents[1] / "data" / "field_cases"
+FIELD_CASES = FIELD_CASES_DIR  # noqa
 NEGATIVE = "negative_film_normal_IM-0015.png"
 ADULT = "adult_pa_nih_00027426_000.png"
 EXTREMITY = "dicom_extremity_not_chest.dcm"

@@ -111,7 +111,7 @@ def test_opacity_and_threshold_changes_recompute_nothing_and_sessions_share_work
                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """Per image bytes and model, decoding + scoring, the guard and the heatmap run once for every session; moving the
     opacity slider or the threshold runs none of them again."""
-    from core import explain, ood
+    from core import explain, guard as ood
 
     calls = {"score": 0, "explain": 0, "guard": 0}
 

@@ -13,7 +13,8 @@ import pytest
 from sklearn.metrics import roc_auc_score
 from streamlit.testing.v1 import AppTest
 
-from core import config, metrics
+from core import config
+from core.evaluation import metrics
 from core import site as site_check
 from tests.app.harness import open_page
 
@@ -64,7 +65,8 @@ def test_good_zip_gives_metrics_that_match_scikit_learn_and_a_site_operating_poi
     assert not at.error
     assert any(f"{2 * PER_CLASS} films of 'site' scored" in s.value for s in at.success)
     # The numbers on the page equal scikit-learn's on the model's own scores of these films.
-    from core import predict, registry
+    from core import predict
+    from core.models import registry
     from core.imaging import decode_xray
 
     scorer = predict.load_scorer(models_root / "tiny_cnn")

@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from tests.app.harness import open_page as open_app_page, tensorflow_imported_by
 
-from tests.test_registry import write_model_folder
+from tests.models.test_registry import write_model_folder
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PAGE = "pages/4_Threshold_explorer.py"
@@ -49,7 +49,7 @@ def _threshold(at: AppTest) -> float:
 
 
 def _server_numbers(at: AppTest) -> dict[str, str]:
-    """The numbers the server prints under the widget: {"recall": "0.992", ...} (core.metrics keys)."""
+    """The numbers the server prints under the widget: {"recall": "0.992", ...} (core.evaluation.metrics keys)."""
     caption = next(c.value for c in at.caption if c.value.startswith("Threshold "))
     listed = caption.split("Server numbers", 1)[1].split(":", 1)[1].strip().rstrip(".")
     pairs = (item.strip().rsplit(" ", 1) for item in listed.split("·"))

@@ -38,7 +38,7 @@ class SessionResult:
 
 def conv_model_dir(models_root: Path) -> Path:
     """The first available model (by name) whose card says it is not an MLP, i.e. one Grad-CAM can explain."""
-    from core import registry
+    from core.models import registry
 
     for entry in registry.list_models(models_root):
         if entry.available and entry.card.get("architecture") not in (None, "mlp"):

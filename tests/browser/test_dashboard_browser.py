@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from core import config, registry
+from core import config
+from core.models import registry
 from tests.browser.helpers import PAGES, exceptions, metric_value, open_page, upload, wait_for_images, wait_until_idle
 
 PNEUMONIA_FILE = "test/PNEUMONIA/person100_bacteria_475.jpeg"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from core import report
-from tests.test_report import write_report_models
+from tests.report.test_report import write_report_models
 
 
 @pytest.fixture(scope="module")

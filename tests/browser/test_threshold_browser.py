@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from core import registry
+from core.models import registry
 from tests.browser.helpers import exceptions, open_page
 from tests.browser.threshold_widget import (COUNT_KEYS, SHOWN_KEYS, SLIDER, parse_server_caption, read_widget,
                                             server_caption, track_point, wait_for_widget)

@@ -1,5 +1,5 @@
 """The threshold widget's own arithmetic and formatting (widgets/threshold_explorer.js) in headless chromium, against
-core.metrics on the same sweep: identical text at every threshold and prevalence, exact ties rounded like Python."""
+core.evaluation.metrics on the same sweep: identical text at every threshold and prevalence, exact ties rounded like Python."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from core import metrics
+from core.evaluation import metrics
 from tests.conftest import PROJECT_ROOT
 
 WIDGET_JS = PROJECT_ROOT / "widgets" / "threshold_explorer.js"

@@ -11,7 +11,7 @@ import pytest
 @pytest.fixture(scope="session")
 def guarded_models_root(tmp_path_factory: pytest.TempPathFactory, tiny_cnn_dir: Path, data_root: Path) -> Path:
     """A models folder holding a copy of the tiny CNN plus its out-of-distribution calibration (ood.npz, from val)."""
-    from core import ood
+    from core import guard as ood
 
     root = tmp_path_factory.mktemp("guarded_models")
     folder = root / tiny_cnn_dir.name
