@@ -9,7 +9,7 @@ and, when the model has a Grad-CAM, the heatmap overlay (`<n>-<outcome>-heatmap.
      "examples": [{"kind", "outcome", "caption", "path", "label", "score", "xray", "heatmap" (file or null), "note"}]}
 
 One typical case per outcome (correct detection, miss, false alarm) at the model's threshold, chosen from its stored
-predictions (core.report.pick_examples). The folder is written to a temporary sibling and renamed when complete.
+predictions (core._picking.pick_examples). The folder is written to a temporary sibling and renamed when complete.
 `load_examples` reads it back (no TensorFlow) and refuses examples whose predictions.csv or threshold changed since.
 """
 
@@ -25,8 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.models import cards, registry
 from core import config
+from core.models import cards, registry
 
 logger = logging.getLogger(__name__)
 
@@ -90,17 +90,17 @@ def write_examples(
     folder). `heatmaps=False` stores the X-rays only (no TensorFlow). Raises registry.ModelUnavailableError (a ValueError) for an unusable model, ValueError when no example
     image can be read.
     """
-    from core import report
     from core.explain import to_png
+    from core.report import _picking
 
     entry = registry.inspect_model(model_dir)
     if not entry.available:
         raise registry.ModelUnavailableError(f"Model {entry.name} cannot be used: {entry.reason}")
     root = Path(data_root) if data_root is not None else config.data_root()
     predictions = registry.load_predictions(entry)
-    picked = report.pick_examples(predictions, entry.threshold, split=split)
-    overlays = report.example_images(entry, picked, root, heatmaps=heatmaps)
-    plain = {image.path: image for image in report.example_images(entry, picked, root, heatmaps=False)}
+    picked = _picking.pick_examples(predictions, entry.threshold, split=split)
+    overlays = _picking.example_images(entry, picked, root, heatmaps=heatmaps)
+    plain = {image.path: image for image in _picking.example_images(entry, picked, root, heatmaps=False)}
     if not overlays:
         raise ValueError(f"None of the example X-rays of {entry.name} could be read from {root}; "
                          "pass the dataset folder its predictions.csv refers to with --data.")

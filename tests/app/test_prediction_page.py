@@ -123,7 +123,9 @@ def test_opacity_and_threshold_changes_recompute_nothing_and_sessions_share_work
 
     monkeypatch.setattr(predict, "score_uploads", counting("score", predict.score_uploads))
     monkeypatch.setattr(explain, "explain", counting("explain", explain.explain))
-    monkeypatch.setattr(ood, "check", counting("guard", ood.check))
+    from core.guard import _verdict  # where assess() calls the model check
+
+    monkeypatch.setattr(_verdict, "check", counting("guard", _verdict.check))
     data = (data_root / "test" / "PNEUMONIA" / "person1_virus_6.jpeg").read_bytes()  # used by no other test here
     at = _upload(_open_page(), ("first.jpeg", data))
     after_upload = dict(calls)

@@ -369,7 +369,9 @@ def test_dataset_audit_on_a_small_real_subset_and_its_cache(data_root, tmp_path,
     assert audit.load_dataset_audit(data_root) is None
     found["fingerprint"] = data.dataset_fingerprint(data_root)
     audit.write_json_atomic(audit.audit_path(found["fingerprint"]), found)
-    monkeypatch.setattr(audit, "compute_dataset_audit", lambda *a, **k: pytest.fail("recomputed despite the cache"))
+    from core.audit import _dataset  # where dataset_audit() calls it
+
+    monkeypatch.setattr(_dataset, "compute_dataset_audit", lambda *a, **k: pytest.fail("recomputed despite the cache"))
     assert audit.dataset_audit(data_root) == found
     assert audit.load_dataset_audit(tmp_path / "missing-folder") is None
 

@@ -1,0 +1,125 @@
+"""Ranking the models and the pre-registered rule that recommends one (best perturbed-view ROC AUC among the robust)."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from core.evaluation import metrics
+from core.models import registry
+from core.report._picking import (  # noqa: F401  (part of the report's API)
+    EXAMPLE_IMAGE_SIDE,
+    EXAMPLE_KINDS,
+    ExampleImage,
+    example_images,
+    pick_examples,
+)
+
+RECOMMENDATION_TIE = 0.002
+"""Validation ROC AUCs closer than this count as a tie, won by the model with fewer parameters."""
+
+
+def rank_models(models_dir: str | Path) -> pd.DataFrame:
+    """Every available model ranked on validation: columns model, display_name, val_roc_auc, val_views_roc_auc,
+    val_robust, parameters, threshold.
+
+    ``val_views_roc_auc`` is the ROC AUC on the model's perturbed validation views (threshold_views.csv; NaN when
+    absent). ``val_robust`` is the validation audit's verdict (True when every goal change keeps sensitivity and
+    specificity within the tolerance; None when the card has no audit). Models with views come first (those that
+    pass the audit before the others), by that AUC, then the others by ``val_roc_auc`` (ties: fewer parameters, then
+    name). Unavailable and site-adapted models are left out (the registry logs why).
+    """
+    from core.evaluation import evaluate as evaluation
+
+    rows = []
+    for entry in registry.list_models(models_dir):
+        if not entry.available or entry.card.get("adapted"):  # adapted models (core.site) never give headline numbers
+            continue
+        val = registry.load_predictions(entry, split="val")
+        views_file = Path(entry.path) / evaluation.THRESHOLD_VIEWS_FILE
+        views_auc = math.nan
+        if views_file.is_file():
+            views = pd.read_csv(views_file)
+            views_auc = metrics.roc_auc(views["label"], views["score"])
+        rows.append(
+            {
+                "model": entry.name,
+                "display_name": entry.display_name,
+                "val_roc_auc": metrics.roc_auc(val["label"], val["score"]),
+                "val_views_roc_auc": views_auc,
+                "val_robust": validation_robustness(entry.card),
+                "parameters": (entry.card.get("parameters") or {}).get("total") or math.inf,
+                "threshold": entry.threshold,
+            }
+        )
+    columns = ["model", "display_name", "val_roc_auc", "val_views_roc_auc", "val_robust", "parameters", "threshold"]
+    frame = pd.DataFrame(rows, columns=columns)
+    frame["_no_views"] = frame["val_views_roc_auc"].isna()
+    frame["_not_robust"] = frame["val_robust"] != True  # noqa: E712 (None counts as not shown robust)
+    frame["_key"] = frame["val_views_roc_auc"].fillna(frame["val_roc_auc"])
+    frame = frame.sort_values(
+        ["_no_views", "_not_robust", "_key", "parameters", "model"], ascending=[True, True, False, True, True],
+        kind="mergesort",
+    )
+    return frame.drop(columns=["_no_views", "_not_robust", "_key"]).reset_index(drop=True)
+
+
+def validation_robustness(card: dict) -> bool | None:
+    """The validation audit's verdict stored in a card: True/False, or None when the card has no validation audit."""
+    val = ((card or {}).get("audit") or {}).get("splits", {}).get("val")
+    return None if not val else bool(val.get("robust"))
+
+
+def recommended_name(ranking: pd.DataFrame) -> str:
+    """The recommended model's name from a :func:`rank_models` frame (the rule of the module docstring).
+
+    Raises ValueError when the frame is empty.
+    """
+    if ranking.empty:
+        raise ValueError("No usable trained model to recommend.")
+    with_views = ranking[ranking["val_views_roc_auc"].notna()]
+    if with_views.empty:
+        return str(ranking["model"].iat[0])
+    if "val_robust" in with_views and (with_views["val_robust"] == True).any():  # noqa: E712 (None-safe)
+        with_views = with_views[with_views["val_robust"] == True]  # noqa: E712
+    best = float(with_views["val_views_roc_auc"].max())
+    tied = with_views[with_views["val_views_roc_auc"] >= best - RECOMMENDATION_TIE]
+    return str(tied.sort_values(["parameters", "model"], kind="mergesort")["model"].iat[0])
+
+
+def recommendation_reason(ranking: pd.DataFrame, name: str) -> str:
+    """One plain sentence (Markdown bold allowed) saying why ``name`` was recommended, with the validation numbers."""
+    row = ranking.set_index("model").loc[name]
+    if pd.notna(row["val_views_roc_auc"]):
+        checked = int(ranking["val_views_roc_auc"].notna().sum())
+        robust = ranking[ranking["val_views_roc_auc"].notna() & (ranking.get("val_robust") == True)]  # noqa: E712
+        if row.get("val_robust") == True and len(robust):  # noqa: E712 (numpy bool or None)
+            return (
+                "Chosen on the **validation** images only: its decisions hold when the validation films are zoomed, "
+                "shifted, re-exposed or padded with black bars (sensitivity and specificity move by at most 0.05), "
+                f"and of the {len(robust)} of {checked} models that hold like this it ranks cases best "
+                f"(ROC AUC **{row['val_views_roc_auc']:.3f}** on those perturbed validation films; "
+                f"{row['val_roc_auc']:.3f} on the films as given)."
+            )
+        return (
+            "Chosen on the **validation** images only: it ranks cases best when the validation films are also shown "
+            "zoomed, shifted, re-exposed, blurred or noisier, as other hospitals' machines would produce them "
+            f"(ROC AUC **{row['val_views_roc_auc']:.3f}** on those perturbed validation films; {row['val_roc_auc']:.3f} "
+            f"on the films as given), the best of the {checked} models checked this way."
+        )
+    return (
+        f"Chosen because it ranks cases best on the **validation** images: ROC AUC **{row['val_roc_auc']:.3f}** "
+        f"(validation split), the highest of the {len(ranking)} trained models."
+    )
+
+
+def recommend_model(models_dir: str | Path) -> registry.ModelEntry:
+    """The recommended model, chosen on validation only (see the module docstring); ValueError when there is none."""
+    ranking = rank_models(models_dir)
+    if ranking.empty:
+        raise ValueError(
+            f"No usable trained model in {models_dir}; train the shipped models with `make models` "
+            "or point PNEUMONIA_MODELS at a folder written by train.py."
+        )
+    return registry.get_model(recommended_name(ranking), models_dir)
