@@ -5,12 +5,17 @@ visitor arrives: the landing page's first render does not pay for importing pand
 (several seconds on a small CPU), and the health check answers only once that is done. TensorFlow is not imported here
 (only the Prediction and Activation maps pages load it, when they run a model).
 
+Then it computes what the landing page reads (core.report.warm_landing_page: the dataset index, the model ranking and
+the recommended model's bootstrap CIs), so the first visitor does not wait for it either. `PNEUMONIA_NO_WARMUP=1`
+skips that step (bench/bench_first_contact.py measures the page with and without it).
+
     python serve.py [streamlit run options, e.g. --server.port 8501]
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,6 +34,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     sys.path.insert(0, str(here))
     for name in PRELOAD:
         importlib.import_module(name)
+    if os.environ.get("PNEUMONIA_NO_WARMUP") != "1":
+        from core import config, report
+
+        try:
+            report.warm_landing_page(config.models_dir(), config.data_root())
+        except Exception as exc:  # noqa: BLE001  the landing page reports a broken model or dataset in its own words
+            print(f"Landing page warm-up skipped: {exc}", file=sys.stderr)
     from streamlit.web import cli
 
     sys.argv = ["streamlit", "run", str(here / "streamlit_app.py"), *(sys.argv[1:] if argv is None else argv)]

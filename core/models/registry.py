@@ -7,6 +7,7 @@ Keras is imported only by `load_keras_model`.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import logging
@@ -301,10 +302,21 @@ def model_summary(
     weights_source, parameters, training_seconds, threshold, threshold_rule, threshold_split, split, images,
     and for each metric m in metrics.METRIC_KEYS: m, m_ci_low, m_ci_high.
     """
-    from core.evaluation import metrics
-
     if not entry.available:
         raise ModelUnavailableError(f"Model {entry.name} is unavailable: {entry.reason}")
+    return dict(_model_summary(entry, split, n_resamples, seed, _files_stamp(entry.path)))
+
+
+def _files_stamp(folder: Path | str) -> tuple[tuple[str, int, int], ...]:
+    """(name, mtime in ns, size) of every file in a model folder: changes whenever one of them is rewritten."""
+    return tuple((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in sorted(Path(folder).iterdir()) if f.is_file())
+
+
+@functools.lru_cache(maxsize=64)
+def _model_summary(entry: ModelEntry, split: str, n_resamples: int, seed: int, stamp: tuple) -> dict:
+    """model_summary, kept per process for the same files (a server computes each bootstrap once, at warm-up)."""
+    from core.evaluation import metrics
+
     frame = load_predictions(entry, split=split)
     threshold = entry.threshold
     summary = metrics.summarize_with_ci(frame["label"], frame["score"], threshold, n_resamples=n_resamples, seed=seed)

@@ -56,6 +56,7 @@ from core.report._recommendation import (  # noqa: F401
     recommendation_reason,
     recommended_name,
     validation_robustness,
+    warm_landing_page,
 )
 from core.report._texts import (  # noqa: F401
     DATA_CENTRE,

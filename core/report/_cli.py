@@ -9,13 +9,6 @@ from pathlib import Path
 
 from core import config
 from core.report._html import write_report
-from core.report._picking import (  # noqa: F401  (part of the report's API)
-    EXAMPLE_IMAGE_SIDE,
-    EXAMPLE_KINDS,
-    ExampleImage,
-    example_images,
-    pick_examples,
-)
 from core.report._texts import logger
 
 

@@ -8,13 +8,6 @@ import pandas as pd
 
 from core import config
 from core.evaluation import metrics
-from core.report._picking import (  # noqa: F401  (part of the report's API)
-    EXAMPLE_IMAGE_SIDE,
-    EXAMPLE_KINDS,
-    ExampleImage,
-    example_images,
-    pick_examples,
-)
 from core.report._texts import SPLIT_NAMES
 
 

@@ -21,10 +21,7 @@ from core.report._figures import (
     dataset_figure,
 )
 from core.report._frequencies import icon_array_html, natural_frequencies
-from core.report._picking import (  # noqa: F401  (part of the report's API)
-    EXAMPLE_IMAGE_SIDE,
-    EXAMPLE_KINDS,
-    ExampleImage,
+from core.report._picking import (
     example_images,
     pick_examples,
 )

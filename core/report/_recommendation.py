@@ -1,6 +1,8 @@
 """Ranking the models and the pre-registered rule that recommends one (best perturbed-view ROC AUC among the robust)."""
 from __future__ import annotations
 
+import functools
+import logging
 import math
 from pathlib import Path
 
@@ -8,13 +10,8 @@ import pandas as pd
 
 from core.evaluation import metrics
 from core.models import registry
-from core.report._picking import (  # noqa: F401  (part of the report's API)
-    EXAMPLE_IMAGE_SIDE,
-    EXAMPLE_KINDS,
-    ExampleImage,
-    example_images,
-    pick_examples,
-)
+
+logger = logging.getLogger(__name__)
 
 RECOMMENDATION_TIE = 0.002
 """Validation ROC AUCs closer than this count as a tie, won by the model with fewer parameters."""
@@ -30,6 +27,12 @@ def rank_models(models_dir: str | Path) -> pd.DataFrame:
     pass the audit before the others), by that AUC, then the others by ``val_roc_auc`` (ties: fewer parameters, then
     name). Unavailable and site-adapted models are left out (the registry logs why).
     """
+    return _rank_models(str(models_dir), registry.models_signature(models_dir)).copy()
+
+
+@functools.lru_cache(maxsize=8)
+def _rank_models(models_dir: str, signature: tuple) -> pd.DataFrame:
+    """rank_models, kept per process while no file of the model folders changes (`signature`: stat only)."""
     from core.evaluation import evaluate as evaluation
 
     rows = []
@@ -123,3 +126,24 @@ def recommend_model(models_dir: str | Path) -> registry.ModelEntry:
             "or point PNEUMONIA_MODELS at a folder written by train.py."
         )
     return registry.get_model(recommended_name(ranking), models_dir)
+
+
+def warm_landing_page(models_dir: str | Path, data_root: str | Path) -> str | None:
+    """Compute once, before a server takes its first visitor, what the landing page reads: the dataset index (cached
+    on disk), the ranking and the recommended model's test metrics with their bootstrap CIs (kept in this process).
+
+    Returns the recommended model's name, or None when no model is usable. Errors are left to the page to report.
+    """
+    from core import data
+
+    try:
+        data.load_index(data_root)
+    except (OSError, ValueError) as exc:
+        logger.warning("Landing page warm-up: the dataset index could not be built (%s)", exc)
+    ranking = rank_models(models_dir)
+    if ranking.empty:
+        return None
+    entry = registry.get_model(recommended_name(ranking), models_dir)
+    for split in ("val", "test"):
+        registry.model_summary(entry, split)
+    return entry.name

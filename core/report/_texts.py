@@ -3,14 +3,6 @@ from __future__ import annotations
 
 import logging
 
-from core.report._picking import (  # noqa: F401  (part of the report's API)
-    EXAMPLE_IMAGE_SIDE,
-    EXAMPLE_KINDS,
-    ExampleImage,
-    example_images,
-    pick_examples,
-)
-
 logger = logging.getLogger(__name__)
 
 

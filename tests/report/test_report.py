@@ -315,3 +315,30 @@ def test_recommendation_prefers_models_that_pass_the_validation_robustness_audit
     _set_audit_verdict(folder / "weak", robust=True)
     assert report.rank_models(folder).set_index("model")["val_robust"].isna().to_dict() == {"weak": False, "strong": True}
     assert report.recommend_model(folder).name == "weak"
+
+
+def test_warm_up_computes_what_the_landing_page_reads_and_follows_rewritten_files(tmp_path, data_root):
+    from core.evaluation import metrics
+    from core.models import registry
+
+    root = write_report_models(tmp_path / "models", data_root)
+    name = report.warm_landing_page(root, data_root)
+    assert name == report.recommend_model(root).name
+    entry = registry.get_model(name, root)
+    test = _split(root, name, "test")
+    direct = metrics.summarize_with_ci(test["label"], test["score"], entry.threshold)
+    kept = registry.model_summary(entry, "test")
+    assert kept["roc_auc"] == pytest.approx(direct["roc_auc"]["value"]) == pytest.approx(roc_auc_score(test["label"], test["score"]))
+    kept["roc_auc"] = -1.0  # a caller's change never reaches the kept copy
+    assert registry.model_summary(entry, "test")["roc_auc"] == pytest.approx(direct["roc_auc"]["value"])
+    frame = pd.read_csv(root / name / "predictions.csv")
+    frame["score"] = 1.0 - frame["score"]  # the same files rewritten: the ranking is reversed
+    frame.to_csv(root / name / "predictions.csv", index=False)
+    rewritten = registry.model_summary(registry.get_model(name, root), "test")
+    assert rewritten["roc_auc"] == pytest.approx(1.0 - direct["roc_auc"]["value"])
+    assert report.rank_models(root).set_index("model").loc[name, "val_roc_auc"] < 0.5
+
+
+def test_warm_up_without_models_says_none(tmp_path, data_root):
+    (tmp_path / "empty").mkdir()
+    assert report.warm_landing_page(tmp_path / "empty", data_root) is None
