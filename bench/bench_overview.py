@@ -22,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.bench_first_contact import first_contact, launch_chromium
 from bench.results_io import write_results
 from core import config, report
 
@@ -74,51 +75,23 @@ def _models_with_examples(folder: Path) -> tuple[Path, str]:
     return root, f"linked copy of models/, examples of {best.name} written by python -m core.report.examples"
 
 
-FULLY_DRAWN_JS = """
-() => {
-  const status = document.querySelector('[data-testid="stStatusWidget"]');
-  if (status && /running/i.test(status.innerText)) return false;
-  const images = [...document.querySelectorAll('[data-testid="stImage"] img')];
-  const noExamples = [...document.querySelectorAll('[data-testid="stAlert"]')].some(a => a.innerText.includes('No example X-rays'));
-  return !!document.querySelector('h1')
-      && !!document.querySelector('.dataset-bars')
-      && (noExamples || (images.length >= 3 && images.every(img => img.complete && img.naturalWidth > 0)))
-      && [...document.querySelectorAll('button')].some(b => b.innerText.includes('Download report'));
-}
-"""
+
 
 
 def _browser_first_contact(models_dir: Path) -> dict:
     """Seconds from a fresh server's start / first health answer to the landing page fully drawn in chromium."""
     from playwright.sync_api import sync_playwright
 
-    sys.path.insert(0, str(PROJECT_ROOT))
-    from tests.browser.server import DashboardServer
-
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--no-first-run"])
+        browser = launch_chromium(playwright)
         try:
-            server = DashboardServer(log_path=Path(tempfile.gettempdir()) / f"bench-overview-{os.getpid()}.log",
-                                     env={"PNEUMONIA_MODELS": str(models_dir)})
-            spawned = time.perf_counter()
-            server.start()
-            serving = time.perf_counter()
-            try:
-                page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                page.goto(server.url, wait_until="domcontentloaded")
-                page.wait_for_function(FULLY_DRAWN_JS, timeout=300_000, polling="raf")
-                drawn = time.perf_counter()
-                images = page.evaluate("() => document.querySelectorAll('[data-testid=\"stImage\"] img').length")
-            finally:
-                server.stop()
+            run = first_contact(browser, env={"PNEUMONIA_MODELS": str(models_dir)})
         finally:
             browser.close()
-    return {"browser_landing_drawn_after_serving_s": round(drawn - serving, 3),
-            "browser_landing_drawn_after_spawn_s": round(drawn - spawned, 3),
-            "browser_server_start_s": round(serving - spawned, 3),
-            "browser_example_images": images}
+    return {"browser_landing_drawn_after_serving_s": round(run["after_first_request_s"], 3),
+            "browser_landing_drawn_after_spawn_s": round(run["after_spawn_s"], 3),
+            "browser_server_start_s": round(run["after_spawn_s"] - run["after_first_request_s"], 3),
+            "browser_example_images": run["images"]}
 
 
 def main() -> None:
