@@ -73,6 +73,8 @@ from core.guard._verdict import (  # noqa: F401
     assess_many,
 )
 from core.guard._measure import (  # noqa: F401
+    GUARD_MD_END,
+    GUARD_MD_START,
     FilmSet,
     out_of_distribution_sets,
     validation_sets,
