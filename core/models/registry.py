@@ -123,8 +123,17 @@ def get_model(name: str, models_dir: Path | str | None = None) -> ModelEntry:
 
 
 def inspect_model(path: Path | str) -> ModelEntry:
-    """Check one model folder's files (model archive, card, predictions) and build its entry."""
+    """Check one model folder's files (model archive, card, predictions) and build its entry.
+
+    The check is kept per process while none of the folder's files changes (stat only), so listing the models again
+    costs no parsing; a rewritten, added or removed file is checked afresh."""
     path = Path(path)
+    return _inspect_model(path, _files_stamp(path) if path.is_dir() else ())
+
+
+@functools.lru_cache(maxsize=256)
+def _inspect_model(path: Path, stamp: tuple) -> ModelEntry:
+    """inspect_model for one state of the folder's files (`stamp`)."""
     name = path.name
     missing = [f for f in REQUIRED_FILES if not (path / f).is_file()]
     if missing:
