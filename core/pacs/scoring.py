@@ -1,0 +1,209 @@
+"""A film from the archive scored exactly as an upload: scope from its header, the guard, the model at its own threshold.
+
+`assess_dataset` works on a pydicom Dataset already in memory (no network); `choose_frontal` picks the image of a
+study to score and says why the others were left out.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.pacs.client import InstanceSummary
+from core.pacs.scope import LATERAL_VIEWS, MODALITIES, Scope, scope_from_header
+
+logger = logging.getLogger(__name__)
+
+NOT_SCORED = "NOT SCORED"
+RADIOGRAPH_SOP_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.1": "CR", "1.2.840.10008.5.1.4.1.1.1.1": "DX for presentation",
+    "1.2.840.10008.5.1.4.1.1.1.1.1": "DX for processing",
+}
+_KNOWN_OTHERS = {"1.2.840.10008.5.1.4.1.1.88.": "a structured report", "1.2.840.10008.5.1.4.1.1.104.": "an encapsulated document (PDF)",
+                 "1.2.840.10008.5.1.4.1.1.7": "a secondary capture", "1.2.840.10008.5.1.4.1.1.11.": "a presentation state"}
+
+
+@dataclass
+class ScoringModel:
+    """A model ready for the archive: its scorer, guard calibration, card fingerprint and operating point."""
+
+    scorer: Any
+    calibration: Any
+    model_dir: Path
+    fingerprint: str
+    threshold: float
+    threshold_source: str
+
+    @property
+    def name(self) -> str:
+        """The model's name (its folder)."""
+        return self.scorer.name
+
+
+def recommended_model_dir(models_dir: str | Path | None = None) -> Path:
+    """The folder of the model the dashboard recommends (core.report's validation-only rule)."""
+    from core import config, report
+
+    models_dir = Path(models_dir or config.models_dir())
+    ranking = report.rank_models(models_dir)
+    return models_dir / report.recommended_name(ranking)
+
+
+def card_fingerprint(model_dir: str | Path) -> str:
+    """First 16 hex digits of SHA-256 over card.json and model.keras: names the exact model version in SRs and the trail."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in ("card.json", "model.keras"):
+        with (Path(model_dir) / name).open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def load_model(model_dir: str | Path | None = None, *, threshold: float | None = None) -> ScoringModel:
+    """The model of `model_dir` (default: the recommended one) with its guard and its own threshold (or `threshold`)."""
+    from core import ood
+    from core import predict as scoring
+
+    model_dir = Path(model_dir) if model_dir else recommended_model_dir()
+    scorer = scoring.load_scorer(model_dir)
+    own, source = scoring.operating_threshold(scorer.name, scorer.card)
+    if threshold is not None:
+        own, source = float(threshold), "given on the command line"
+    return ScoringModel(scorer, ood.load_calibration(model_dir), model_dir, card_fingerprint(model_dir), own, source)
+
+
+@dataclass
+class FilmResult:
+    """The outcome for one archive image. UIDs stay in memory (to write results back); the trail keeps only a keyed hash."""
+
+    study_uid: str
+    series_uid: str
+    sop_uid: str
+    sop_class_uid: str
+    model: str
+    fingerprint: str
+    threshold: float
+    threshold_source: str
+    scope: Scope
+    probability: float | None = None
+    decision: str = NOT_SCORED
+    guard_status: str = ""
+    guard_reasons: tuple[str, ...] = ()
+    decided_by: str = ""
+    reasons: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    pixels: np.ndarray | None = field(default=None, repr=False)
+    heatmap: np.ndarray | None = field(default=None, repr=False)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def scored(self) -> bool:
+        """True when the film got a score (in scope, guard passed)."""
+        return self.probability is not None
+
+    def sentence(self) -> str:
+        """One plain sentence: the decision and why, or why there is no score."""
+        if self.scored:
+            from core import predict as scoring
+
+            return scoring.plain_sentence(self.probability, self.threshold)
+        return "Not scored: " + " ".join(self.reasons)
+
+
+def choose_frontal(instances: list[InstanceSummary]) -> tuple[InstanceSummary | None, list[str]]:
+    """(the image to score or None, plain notes on every object left out and why). Single-frame CR/DX, frontal or unknown view."""
+    notes: list[str] = []
+    candidates = []
+    for item in instances:
+        if item.modality not in MODALITIES or item.sop_class_uid not in RADIOGRAPH_SOP_CLASSES:
+            kind = next((text for prefix, text in _KNOWN_OTHERS.items() if item.sop_class_uid.startswith(prefix)), None)
+            kind = kind or f"a {item.modality or 'non-radiograph'} object"
+            notes.append(f"Series {item.series_number} image {item.instance_number} is {kind}, not a radiograph: left out.")
+        elif item.frames > 1:
+            notes.append(f"Series {item.series_number} image {item.instance_number} has {item.frames} frames: a radiograph has one; left out.")
+        elif item.view in LATERAL_VIEWS:
+            notes.append(f"Series {item.series_number} image {item.instance_number} is a lateral view ({item.view}): left out.")
+        else:
+            candidates.append(item)
+    if not candidates:
+        if not instances:
+            notes.append("The study holds no images.")
+        else:
+            notes.append("The study holds no single-frame frontal CR/DX image to score.")
+        return None, notes
+    frontal = [c for c in candidates if c.view] or candidates  # a stated frontal view before an unknown one
+    chosen = frontal[0]
+    if len(candidates) > 1:
+        notes.append(f"The study holds {len(candidates)} frontal images; the first (series {chosen.series_number}, image "
+                     f"{chosen.instance_number}) is scored.")
+    return chosen, notes
+
+
+def dataset_bytes(ds: Any) -> bytes:
+    """A pydicom Dataset as DICOM Part 10 bytes (in memory), for core.imaging.decode_xray."""
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=False)
+    return buffer.getvalue()
+
+
+def assess_dataset(ds: Any, model: ScoringModel, *, heatmap: bool = True) -> FilmResult:
+    """Scope from the header, then decode, guard and score exactly like an upload (core.predict.score_uploads).
+
+    Out of scope by the header: no score, the header decided. In scope but flagged by the image checks: no score, the
+    checks decided (an adult film without an age in its header is caught here, if at all). Otherwise the score.
+    """
+    from core import predict as scoring
+
+    started = time.perf_counter()
+    scope = scope_from_header(ds)
+    result = FilmResult(str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID), str(ds.SOPClassUID),
+                        model.name, model.fingerprint, model.threshold, model.threshold_source, scope, notes=scope.notes)
+    if not scope.in_scope:
+        result.decided_by, result.reasons = "DICOM header", scope.reasons
+        result.seconds["score"] = time.perf_counter() - started
+        return result
+    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    if frames > 1:
+        result.decided_by, result.reasons = "DICOM header", (f"It has {frames} frames; a radiograph has one.",)
+        return result
+    [upload] = scoring.score_uploads(model.scorer, [("archive image", dataset_bytes(ds))], threshold=model.threshold,
+                                     guard=True, calibration=model.calibration)
+    result.seconds["score"] = time.perf_counter() - started
+    if upload.status != "ok":
+        result.decided_by, result.reasons = "decoder", (upload.error,)
+        return result
+    verdict = upload.verdict
+    result.guard_status, result.guard_reasons = verdict.status, tuple(verdict.reasons)
+    result.pixels = upload.pixels
+    result.notes = scope.notes + tuple(upload.metadata.get("notes", ()))
+    if verdict.flagged:
+        flagged = [r for r in verdict.reasons if r not in ("bit depth rescaled", "DICOM encoding inferred", "first frame of several")]
+        result.decided_by = "image checks: " + "; ".join(flagged)
+        result.reasons = ("The out-of-distribution guard flagged it (" + "; ".join(flagged) + "): " + " ".join(verdict.details),)
+        return result
+    result.probability, result.decision = float(upload.probability), upload.decision
+    result.decided_by = "model" if scope.age_known else "model (no age in the header; the image checks passed)"
+    if heatmap:
+        started = time.perf_counter()
+        result.heatmap = _gradcam(model, upload)
+        result.seconds["heatmap"] = time.perf_counter() - started
+    return result
+
+
+def _gradcam(model: ScoringModel, upload: Any) -> np.ndarray | None:
+    """Grad-CAM (h, w) in [0, 1] for PNEUMONIA of a scored film, None when the model has no convolution to explain."""
+    from core import explain
+
+    try:
+        return explain.explain(model.scorer.model, model.scorer.prepare(upload.pixels), method="gradcam", target="pneumonia")
+    except ValueError as error:
+        logger.warning("No heatmap for %s: %s", model.name, error)
+        return None
