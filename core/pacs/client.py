@@ -14,6 +14,8 @@ from typing import Any
 from core.pacs.scope import MODALITIES
 
 logger = logging.getLogger(__name__)
+for _chatty in ("dicomweb_client", "highdicom"):  # they log every UID at INFO: keep identifiers out of the logs
+    logging.getLogger(_chatty).setLevel(logging.WARNING)
 
 DEFAULT_TIMEOUT_S = 30.0
 RETRIEVE_AS_STORED = (("application/dicom", "*"),)  # ask for the stored transfer syntax (no transcoding on the server)

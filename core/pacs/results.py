@@ -150,11 +150,16 @@ def secondary_capture(result: FilmResult, source: Any) -> Any:
 
 def result_objects(result: FilmResult, source: Any) -> list[Any]:
     """What goes back to the archive: the SR, and the Secondary Capture when the film was scored."""
-    objects = [structured_report(result, source)]
-    if result.scored:
-        capture = secondary_capture(result, source)
-        if capture is not None:
-            objects.append(capture)
+    import warnings
+
+    with warnings.catch_warnings():
+        # highdicom quotes a one-part patient name in this warning: never let a patient tag reach a log
+        warnings.filterwarnings("ignore", message=r"The string .* is unlikely to represent", category=UserWarning)
+        objects = [structured_report(result, source)]
+        if result.scored:
+            capture = secondary_capture(result, source)
+            if capture is not None:
+                objects.append(capture)
     return objects
 
 

@@ -119,32 +119,40 @@ class FilmResult:
 
 
 def choose_frontal(instances: list[InstanceSummary]) -> tuple[InstanceSummary | None, list[str]]:
-    """(the image to score or None, plain notes on every object left out and why). Single-frame CR/DX, frontal or unknown view."""
+    """(the image to assess or None, plain notes on every object left out and why).
+
+    A single-frame CR/DX image with a frontal (or unstated) view is preferred; when the study has none, its first
+    lateral or multi-frame radiograph is returned, so that it is refused with its reason in the SR and the trail.
+    Objects that are not radiographs (SRs, PDFs, secondary captures) are only listed in the notes.
+    """
     notes: list[str] = []
-    candidates = []
+    frontal, others = [], []
     for item in instances:
+        where = f"Series {item.series_number} image {item.instance_number}"
         if item.modality not in MODALITIES or item.sop_class_uid not in RADIOGRAPH_SOP_CLASSES:
             kind = next((text for prefix, text in _KNOWN_OTHERS.items() if item.sop_class_uid.startswith(prefix)), None)
             kind = kind or f"a {item.modality or 'non-radiograph'} object"
-            notes.append(f"Series {item.series_number} image {item.instance_number} is {kind}, not a radiograph: left out.")
+            notes.append(f"{where} is {kind}, not a radiograph: left out.")
         elif item.frames > 1:
-            notes.append(f"Series {item.series_number} image {item.instance_number} has {item.frames} frames: a radiograph has one; left out.")
+            notes.append(f"{where} has {item.frames} frames; a radiograph has one.")
+            others.append(item)
         elif item.view in LATERAL_VIEWS:
-            notes.append(f"Series {item.series_number} image {item.instance_number} is a lateral view ({item.view}): left out.")
+            notes.append(f"{where} is a lateral or oblique view ({item.view}).")
+            others.append(item)
         else:
-            candidates.append(item)
-    if not candidates:
-        if not instances:
-            notes.append("The study holds no images.")
-        else:
-            notes.append("The study holds no single-frame frontal CR/DX image to score.")
-        return None, notes
-    frontal = [c for c in candidates if c.view] or candidates  # a stated frontal view before an unknown one
-    chosen = frontal[0]
-    if len(candidates) > 1:
-        notes.append(f"The study holds {len(candidates)} frontal images; the first (series {chosen.series_number}, image "
-                     f"{chosen.instance_number}) is scored.")
-    return chosen, notes
+            frontal.append(item)
+    if frontal:
+        frontal.sort(key=lambda item: not item.view)  # a stated frontal view before an unstated one (stable otherwise)
+        chosen = frontal[0]
+        if len(frontal) > 1:
+            notes.append(f"The study holds {len(frontal)} frontal images; the first (series {chosen.series_number}, image "
+                         f"{chosen.instance_number}) is scored.")
+        return chosen, notes
+    if others:
+        notes.append("The study holds no single-frame frontal radiograph; its first radiograph is assessed and refused with the reason.")
+        return others[0], notes
+    notes.append("The study holds no images." if not instances else "The study holds no radiograph (CR or DX image) to score.")
+    return None, notes
 
 
 def dataset_bytes(ds: Any) -> bytes:
