@@ -158,7 +158,11 @@ class Archive:
                           media_types=RETRIEVE_AS_STORED)
 
     def store(self, datasets: list[Any]) -> None:
-        """Store objects (STOW-RS) in the archive; ArchiveError when it refuses any of them."""
+        """Store objects (STOW-RS), then check that the archive kept each one (QIDO-RS): ArchiveError when it did not.
+
+        The check matters: an archive can answer a STOW-RS with success and drop the object (Orthanc does when a
+        filter rejects it), and a result recorded as sent must be in the archive.
+        """
         if not datasets:
             return
         answer = self._call("storing the results", self._client.store_instances, datasets=list(datasets))
@@ -167,3 +171,11 @@ class Archive:
             reasons = sorted({str(getattr(item, "FailureReason", "?")) for item in failed})
             raise ArchiveError(f"The archive at {self.url} refused {len(failed)} of {len(datasets)} result object(s) "
                                f"(failure reason {', '.join(reasons)}); nothing was recorded as sent.")
+        missing = [ds for ds in datasets if not self._call(
+            "checking the stored results", self._client.search_for_instances, study_instance_uid=str(ds.StudyInstanceUID),
+            search_filters={"SOPInstanceUID": str(ds.SOPInstanceUID)})]
+        if missing:
+            raise ArchiveError(f"The archive at {self.url} answered that it stored the results, but {len(missing)} of "
+                               f"{len(datasets)} object(s) are not in it (a filter or a storage rule of the archive refused "
+                               "them); nothing was recorded as sent. Ask the archive's administrator to accept SR and "
+                               "secondary capture objects from this program.")

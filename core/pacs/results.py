@@ -32,10 +32,11 @@ def _code(value: str, meaning: str, scheme: str = SCHEME) -> Any:
 
 
 def result_uid(result: FilmResult, kind: str) -> str:
-    """A UID fixed by the source image, the model version and `kind` (2.25 form, from a hash)."""
-    from pydicom.uid import generate_uid
+    """A UID fixed by the source image, the model version and `kind`: 2.25 followed by 128 bits of their SHA-256."""
+    import hashlib
 
-    return str(generate_uid(prefix=None, entropy_srcs=[result.sop_uid, result.fingerprint, kind]))
+    digest = hashlib.sha256("\n".join((result.sop_uid, result.fingerprint, kind)).encode()).digest()
+    return f"2.25.{int.from_bytes(digest[:16], 'big')}"
 
 
 def _content(result: FilmResult) -> Any:
