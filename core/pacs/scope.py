@@ -2,7 +2,7 @@
 
 The shipped models learnt from frontal chest films of children aged 1-5. The header's patient age (PatientAge, or
 birth date and study date), view (ViewPosition) and body part (BodyPartExamined) decide when they are present; when
-the age is absent the image checks of core.ood decide instead (core.pacs.scoring says which one did).
+the age is absent the image checks of core.guard decide instead (core.pacs.scoring says which one did).
 Only the verdict and plain reasons leave this module: never the age's source values, a date or an identifier.
 """
 

@@ -69,7 +69,7 @@ def card_fingerprint(model_dir: str | Path) -> str:
 
 def load_model(model_dir: str | Path | None = None, *, threshold: float | None = None) -> ScoringModel:
     """The model of `model_dir` (default: the recommended one) with its guard and its own threshold (or `threshold`)."""
-    from core import ood
+    from core import guard
     from core import predict as scoring
 
     model_dir = Path(model_dir) if model_dir else recommended_model_dir()
@@ -77,7 +77,7 @@ def load_model(model_dir: str | Path | None = None, *, threshold: float | None =
     own, source = scoring.operating_threshold(scorer.name, scorer.card)
     if threshold is not None:
         own, source = float(threshold), "given on the command line"
-    return ScoringModel(scorer, ood.load_calibration(model_dir), model_dir, card_fingerprint(model_dir), own, source)
+    return ScoringModel(scorer, guard.load_calibration(model_dir), model_dir, card_fingerprint(model_dir), own, source)
 
 
 @dataclass
