@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from core import trail as audit
 from core.pacs.client import InstanceSummary
 from core.pacs.scope import LATERAL_VIEWS, MODALITIES, Scope, scope_from_header
 
@@ -55,18 +56,6 @@ def recommended_model_dir(models_dir: str | Path | None = None) -> Path:
     return models_dir / report.recommended_name(ranking)
 
 
-def card_fingerprint(model_dir: str | Path) -> str:
-    """First 16 hex digits of SHA-256 over card.json and model.keras: names the exact model version in SRs and the trail."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for name in ("card.json", "model.keras"):
-        with (Path(model_dir) / name).open("rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()[:16]
-
-
 def load_model(model_dir: str | Path | None = None, *, threshold: float | None = None) -> ScoringModel:
     """The model of `model_dir` (default: the recommended one) with its guard and its own threshold (or `threshold`)."""
     from core import guard
@@ -77,7 +66,7 @@ def load_model(model_dir: str | Path | None = None, *, threshold: float | None =
     own, source = scoring.operating_threshold(scorer.name, scorer.card)
     if threshold is not None:
         own, source = float(threshold), "given on the command line"
-    return ScoringModel(scorer, guard.load_calibration(model_dir), model_dir, card_fingerprint(model_dir), own, source)
+    return ScoringModel(scorer, guard.load_calibration(model_dir), model_dir, audit.card_fingerprint(model_dir), own, source)
 
 
 @dataclass

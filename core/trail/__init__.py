@@ -11,6 +11,7 @@ whether the result was sent and where, and the clinician's own reading when ente
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import logging
@@ -65,6 +66,41 @@ def pseudonymous_key(identifier: str | bytes, secret: bytes | None = None) -> st
     """HMAC-SHA256 (hex) of a SOP Instance UID or of a file's bytes with the site secret: never reversible to the UID."""
     data = identifier.encode() if isinstance(identifier, str) else hashlib.sha256(identifier).digest()
     return hmac.new(secret or site_secret(), data, hashlib.sha256).hexdigest()
+
+
+@functools.lru_cache(maxsize=32)
+def _fingerprint(model_dir: str, signature: tuple) -> str:
+    digest = hashlib.sha256()
+    for name in ("card.json", "model.keras"):
+        with (Path(model_dir) / name).open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def card_fingerprint(model_dir: str | Path) -> str:
+    """First 16 hex digits of SHA-256 over card.json and model.keras: the exact model version (cached per file state)."""
+    paths = [Path(model_dir) / name for name in ("card.json", "model.keras")]
+    return _fingerprint(str(Path(model_dir).resolve()), tuple((p.stat().st_mtime_ns, p.stat().st_size) for p in paths))
+
+
+def film_key(name: str, data: bytes) -> str:
+    """The pseudonymous key of an uploaded file: of its SOP Instance UID when it is DICOM, else of its bytes."""
+    from core.imaging import sniff_format
+
+    if sniff_format(data[:8192]) == "DICOM":
+        import io
+
+        import pydicom
+
+        try:
+            uid = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True,
+                                  specific_tags=["SOPInstanceUID"]).get("SOPInstanceUID")
+        except Exception:  # noqa: BLE001 - any unreadable header falls back to the bytes
+            uid = None
+        if uid:
+            return pseudonymous_key(str(uid))
+    return pseudonymous_key(data)
 
 
 def _table(metadata: Any) -> Any:
@@ -258,3 +294,23 @@ class Trail:
     def dispose(self) -> None:
         """Close the database connections."""
         self.engine.dispose()
+
+
+def record_uploads(trail: "Trail", files: Any, results: Any, *, model_dir: str | Path, threshold_source: str,
+                   source: str = "upload") -> int:
+    """One row per scored file of an upload (core.predict.ImageResult list beside its (name, bytes) list), written once
+    per file and model version; returns how many rows were new."""
+    fingerprint = card_fingerprint(model_dir)
+    data = dict(files)
+    new = 0
+    for result in results:
+        if result.status != "ok" or result.probability is None or result.name not in data:
+            continue
+        verdict = result.verdict
+        record = Record(source=source, film_key=film_key(result.name, data[result.name]), model=Path(model_dir).name,
+                        fingerprint=fingerprint, threshold=float(result.threshold), threshold_source=threshold_source,
+                        score=float(result.probability), decision=result.decision,
+                        guard_status=getattr(verdict, "status", "") or "",
+                        guard_reasons="; ".join(getattr(verdict, "reasons", ()) or ()), decided_by="model")
+        new += trail.record(record) is not None
+    return new
