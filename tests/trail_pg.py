@@ -30,7 +30,7 @@ class LocalPostgres:
 
     @property
     def url(self) -> str:
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+        return f"postgresql+pg8000://postgres@127.0.0.1:{self.port}/postgres"
 
     def _run(self, *command: str) -> None:
         subprocess.run([*self.as_user, *command], check=True, capture_output=True, timeout=120)

@@ -29,8 +29,8 @@ def test_secret_file_is_created_once_and_private(tmp_path, monkeypatch) -> None:
 def test_location_from_the_environment(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv(audit.ENV_DB, str(tmp_path / "x.sqlite"))
     assert audit.database_url() == f"sqlite:///{tmp_path / 'x.sqlite'}"
-    monkeypatch.setenv(audit.ENV_DB, "postgresql+psycopg://u:p@db/trail")
-    assert audit.database_url() == "postgresql+psycopg://u:p@db/trail"
+    monkeypatch.setenv(audit.ENV_DB, "postgresql+pg8000://u:p@db/trail")
+    assert audit.database_url() == "postgresql+pg8000://u:p@db/trail"
 
 
 def exercise(trail: audit.Trail) -> None:
