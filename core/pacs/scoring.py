@@ -165,7 +165,6 @@ def assess_dataset(ds: Any, model: ScoringModel, *, heatmap: bool = True) -> Fil
                         model.name, model.fingerprint, model.threshold, model.threshold_source, scope, notes=scope.notes)
     if not scope.in_scope:
         result.decided_by, result.reasons = "DICOM header", scope.reasons
-        result.seconds["score"] = time.perf_counter() - started
         return result
     frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
     if frames > 1:
@@ -173,7 +172,7 @@ def assess_dataset(ds: Any, model: ScoringModel, *, heatmap: bool = True) -> Fil
         return result
     [upload] = scoring.score_uploads(model.scorer, [("archive image", dataset_bytes(ds))], threshold=model.threshold,
                                      guard=True, calibration=model.calibration)
-    result.seconds["score"] = time.perf_counter() - started
+    result.seconds["decode, guard and model"] = time.perf_counter() - started
     if upload.status != "ok":
         result.decided_by, result.reasons = "decoder", (upload.error,)
         return result
@@ -191,7 +190,7 @@ def assess_dataset(ds: Any, model: ScoringModel, *, heatmap: bool = True) -> Fil
     if heatmap:
         started = time.perf_counter()
         result.heatmap = _gradcam(model, upload)
-        result.seconds["heatmap"] = time.perf_counter() - started
+        result.seconds["Grad-CAM heatmap"] = time.perf_counter() - started
     return result
 
 

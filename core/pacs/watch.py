@@ -57,12 +57,19 @@ def record_for(result: FilmResult, *, source: str, film_key: str, sent_to: str =
         scope_reasons=" ".join(result.scope.reasons), decided_by=result.decided_by, sent=bool(sent_to), sent_to=sent_to)
 
 
-def send_results(archive: Archive, result: FilmResult, source_dataset: Any) -> str:
-    """Store the SR (and the Secondary Capture when scored) in the source's study; returns where, in words."""
+def send_results(archive: Archive, result: FilmResult, source_dataset: Any, *, seconds: dict | None = None) -> str:
+    """Store the SR (and the Secondary Capture when scored) in the source's study; returns where, in words.
+
+    `seconds`, when given, receives the time spent building the objects ('results') and storing them ('store').
+    """
     from core.pacs import results
 
+    tick = time.perf_counter()
     objects = results.result_objects(result, source_dataset)
+    built = time.perf_counter()
     archive.store(objects)
+    if seconds is not None:
+        seconds["results"], seconds["store"] = built - tick, time.perf_counter() - built
     kinds = "a structured report" + (" and a secondary capture" if len(objects) > 1 else "")
     return f"{archive.url}: {kinds} in the image's study, new series '{results.DISCLAIMER}'"
 
@@ -84,7 +91,9 @@ def process_study(archive: Archive, study_uid: str, model: ScoringModel, trail: 
         film_key = audit.pseudonymous_key(chosen.sop_uid)
         row_id = None
         if trail is not None:
+            tick = time.perf_counter()
             row_id = trail.claim(SOURCE, film_key, model.name, model.fingerprint)
+            outcome.seconds["trail"] = time.perf_counter() - tick
             if row_id is None and not rescore:
                 outcome.skipped = True
                 return outcome
@@ -94,14 +103,13 @@ def process_study(archive: Archive, study_uid: str, model: ScoringModel, trail: 
         tick = time.perf_counter()
         outcome.result = assess_dataset(dataset, model)
         outcome.seconds["score"] = time.perf_counter() - tick
+        outcome.seconds.update({f"score: {k}": v for k, v in outcome.result.seconds.items()})
         if send:
-            tick = time.perf_counter()
-            outcome.sent_to = send_results(archive, outcome.result, dataset)
-            outcome.seconds["store"] = time.perf_counter() - tick
+            outcome.sent_to = send_results(archive, outcome.result, dataset, seconds=outcome.seconds)
         if trail is not None and row_id is not None:
             tick = time.perf_counter()
             trail.complete(row_id, record_for(outcome.result, source=SOURCE, film_key=film_key, sent_to=outcome.sent_to))
-            outcome.seconds["trail"] = time.perf_counter() - tick
+            outcome.seconds["trail"] += time.perf_counter() - tick
     except (ArchiveError, audit.TrailError) as error:
         outcome.error = str(error)
         logger.error("Study not finished: %s", error)
