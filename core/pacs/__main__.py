@@ -2,7 +2,7 @@
 
     python -m core.pacs --url http://127.0.0.1:8042/dicom-web query [--patient-id ID] [--accession A] [--from YYYYMMDD] [--to YYYYMMDD]
     python -m core.pacs --url URL score STUDY_UID [--no-send]
-    python -m core.pacs --url URL watch [--once] [--interval 30] [--since YYYYMMDD] [--no-send]
+    python -m core.pacs --url URL watch [--once] [--interval 30] [--since YYYYMMDD | --days 2] [--no-send]
 
 Credentials: --user with the password in $PNEUMONIA_PACS_PASSWORD, or a bearer token in $PNEUMONIA_PACS_TOKEN.
 The model is the recommended one at its own operating point unless --model names another. Every film scored is a row
@@ -44,7 +44,10 @@ def _parser() -> argparse.ArgumentParser:
     watch = commands.add_parser("watch", help="score every new CR/DX study once (resumable)")
     watch.add_argument("--once", action="store_true", help="one pass over the archive, then exit")
     watch.add_argument("--interval", type=float, default=30.0, help="seconds between passes (default 30)")
-    watch.add_argument("--since", default="", help="only studies from this date, YYYYMMDD")
+    watch.add_argument("--since", default="", help="only studies from this date, YYYYMMDD (default: --once, every study; "
+                                                   "following, the last --days days)")
+    watch.add_argument("--days", type=int, default=2, help="following the archive: the window of study dates each pass "
+                                                          "queries, in days (default 2: today and yesterday)")
     watch.add_argument("--no-send", action="store_true", help="score and record, but store nothing in the archive")
     return parser
 
@@ -96,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             logging.info("%d stud%s processed, %d already done earlier, %d failed", len(new), "y" if len(new) == 1 else "ies",
                          len(outcomes) - len(new), len(failed))
             return 1 if failed else 0
-        watching.watch(archive, model, trail, since=args.since, send=not args.no_send, interval_s=args.interval)
+        watching.watch(archive, model, trail, since=args.since, days=args.days, send=not args.no_send, interval_s=args.interval)
         return 0
     except (ArchiveError, audit.TrailError) as error:
         logging.error("%s", error)

@@ -9,6 +9,7 @@ A film whose row is done is never scored again.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from dataclasses import dataclass, field
@@ -129,13 +130,22 @@ def watch_once(archive: Archive, model: ScoringModel, trail: audit.Trail, *, sin
     return outcomes
 
 
-def watch(archive: Archive, model: ScoringModel, trail: audit.Trail, *, since: str = "", send: bool = True,
+def rolling_since(days: int, today: dt.date | None = None) -> str:
+    """The first study date (YYYYMMDD) of a window of the last `days` days, today included."""
+    return ((today or dt.date.today()) - dt.timedelta(days=max(0, days - 1))).strftime("%Y%m%d")
+
+
+def watch(archive: Archive, model: ScoringModel, trail: audit.Trail, *, since: str = "", days: int = 2, send: bool = True,
           interval_s: float = 30.0, passes: int | None = None) -> None:
-    """Follow the archive: a pass every `interval_s` seconds (for ever, or `passes` times); archive faults are retried."""
+    """Follow the archive: a pass every `interval_s` seconds (for ever, or `passes` times); archive faults are retried.
+
+    Each pass queries the studies from `since` (YYYYMMDD) or, without it, of the last `days` days (a window that moves
+    with the date, so that a long-running watcher does not list the whole archive every pass).
+    """
     done = 0
     while passes is None or done < passes:
         try:
-            outcomes = watch_once(archive, model, trail, since=since, send=send)
+            outcomes = watch_once(archive, model, trail, since=since or rolling_since(days), send=send)
             new = [o for o in outcomes if not o.skipped]
             logger.info("Pass %d: %d new stud%s, %d already done", done + 1, len(new), "y" if len(new) == 1 else "ies",
                         len(outcomes) - len(new))

@@ -56,3 +56,10 @@ def test_watch_keeps_going_when_the_archive_is_down(tmp_path, caplog) -> None:
 def test_bad_url_is_a_usage_error(tmp_path) -> None:
     bad = run("--url", "ftp://archive", "query", database=tmp_path / "t.sqlite")
     assert bad.returncode == 2 and "not a DICOMweb URL" in bad.stderr
+
+
+def test_rolling_window_of_study_dates() -> None:
+    import datetime as dt
+
+    assert watch.rolling_since(2, dt.date(2026, 3, 1)) == "20260228"
+    assert watch.rolling_since(1, dt.date(2026, 3, 1)) == "20260301"
