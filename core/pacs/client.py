@@ -18,6 +18,7 @@ for _chatty in ("dicomweb_client", "highdicom"):  # they log every UID at INFO: 
     logging.getLogger(_chatty).setLevel(logging.WARNING)
 
 DEFAULT_TIMEOUT_S = 30.0
+HTTP_ATTEMPTS = 2  # per request: one quick retry (after ~0.5 s) of a failed or 429/503/504 answer
 RETRIEVE_AS_STORED = (("application/dicom", "*"),)  # ask for the stored transfer syntax (no transcoding on the server)
 
 
@@ -94,6 +95,9 @@ class Archive:
             session.auth = (username, password or "")
         headers = {"Authorization": f"Bearer {token}"} if token else None
         self._client = DICOMwebClient(url=self.url, session=session, headers=headers)
+        # dicomweb-client's default is 5 attempts with exponential waits (30 s before a refused connection is reported);
+        # one quick second attempt is enough here: the watcher retries whole passes, the page lets the user try again.
+        self._client.set_http_retry_params(retry=True, max_attempts=HTTP_ATTEMPTS, wait_exponential_multiplier=250)
 
     def _call(self, what: str, function: Any, *args: Any, **kwargs: Any) -> Any:
         """Run one dicomweb-client call, turning network and HTTP failures into ArchiveError."""
