@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core.pacs.scoring import NOT_SCORED
+from core.trail import NOT_SCORED
 
 Z95 = 1.959963984540054
 

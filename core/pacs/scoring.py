@@ -21,7 +21,7 @@ from core.pacs.scope import LATERAL_VIEWS, MODALITIES, Scope, scope_from_header
 
 logger = logging.getLogger(__name__)
 
-NOT_SCORED = "NOT SCORED"
+NOT_SCORED = audit.NOT_SCORED
 RADIOGRAPH_SOP_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.1": "CR", "1.2.840.10008.5.1.4.1.1.1.1": "DX for presentation",
     "1.2.840.10008.5.1.4.1.1.1.1.1": "DX for processing",

@@ -33,6 +33,7 @@ DEFAULT_SECRET_FILE = config.CACHE_DIR / "site-secret"
 SOURCES = ("upload", "cli", "pacs")
 LABELS = ("NORMAL", "PNEUMONIA")
 STATE_PENDING, STATE_DONE = "pending", "done"
+NOT_SCORED = "NOT SCORED"  # the decision recorded for a film refused (out of scope, flagged, unreadable)
 SQLITE_BUSY_TIMEOUT_S = 5
 
 
