@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -26,7 +27,7 @@ from core.pacs import films
 
 logger = logging.getLogger(__name__)
 
-FIELD_CASES = config.PROJECT_ROOT / "tests" / "data" / "field_cases"
+FIELD_CASES = config.PROJECT_ROOT / "tests" / "fixtures" / "field_cases"  # real-world inputs (their README)
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     demo = demo_films(per_class=args.films)
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))  # stop Orthanc on SIGTERM too
     with LocalOrthanc(port=args.port, storage=args.storage, name="PNEUMONIA-DEMO") as archive:
         load(archive, demo)
         print(f"Demo archive (Orthanc) on {archive.url} with {len(demo)} studies:")

@@ -28,6 +28,8 @@ def reports_in(archive: Archive, study_uid: str) -> list[pydicom.Dataset]:
 
 def test_watch_once_scores_every_study_writes_results_back_and_records_each_film_once(orthanc, demo, recommended_model,
                                                                                         site_secret, tmp_path) -> None:
+    assert {film.expected for film in demo} == {"scored", "refused: header (adult)", "refused: image checks",
+                                                "refused: header (not the chest)", "refused: header (lateral)"}
     demo_archive.load(orthanc, demo)
     archive = Archive(orthanc.dicomweb_url)
     assert len(archive.find_studies()) == len(demo)

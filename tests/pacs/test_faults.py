@@ -25,7 +25,7 @@ from core.pacs.watch import process_study, watch_once
 
 ROOT = Path(__file__).resolve().parents[2]
 FILMS = sorted((ROOT / "data" / "chest_xray" / "test" / "NORMAL").glob("*.jpeg"))
-FIELD = ROOT / "tests" / "data" / "field_cases"
+FIELD = ROOT / "tests" / "fixtures" / "field_cases"
 
 
 def test_archive_down_is_a_clear_message() -> None:
