@@ -89,7 +89,7 @@ reproduce: $(VENV)/.runtime
 	$(PY) train.py --preset shipped --only $(MODEL) --models-dir .cache/rerun --no-progress
 	$(PY) -m core.evaluation.reproduction models/$(MODEL) .cache/rerun/$(MODEL)
 
-bench: $(VENV)/.dev
+bench: $(VENV)/.dev pacs-tools
 	$(PY) -m bench
 
 clean:

@@ -107,3 +107,15 @@ def test_monitoring_page_shows_the_rows_of_a_watch_run(setting) -> None:
     assert metrics["Films"] == str(len(demo)) and metrics["Results sent to the archive"] == str(len(demo))
     assert metrics["Scored"] == str(sum(1 for o in audit.Trail(database).frame()["score"] if o == o))
     assert at.selectbox(key="monitoring_model").value == "tiny_cnn"
+
+
+def test_read_only_trail_leaves_the_upload_scored_with_a_note(setting, monkeypatch) -> None:
+    _, database = setting
+    audit.Trail(database).dispose()  # the file exists, and is opened read-only below
+    monkeypatch.setenv(audit.ENV_DB, f"sqlite:///file:{database}?mode=ro&uri=true")
+    at = open_page("pages/5_Prediction.py")
+    at.radio(key="prediction_source").set_value("Real samples").run()
+    assert not at.exception, at.exception
+    assert at.metric  # scored as always
+    assert any("Not recorded in the audit trail" in c.value and "read-only" in c.value for c in at.caption)
+    assert audit.Trail(database).frame().empty
