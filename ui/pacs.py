@@ -103,8 +103,6 @@ def _score(model: Any, study: Any) -> None:
         archive = _archive()
         with st.spinner("Retrieving the study's frontal image and scoring it…"):
             outcome = watch.process_study(archive, study.study_uid, model, None, send=False)
-            dataset = archive.retrieve(next(i for i in archive.instances(study.study_uid)
-                                            if i.sop_uid == outcome.result.sop_uid)) if outcome.result else None
     except ArchiveError as error:
         st.error(str(error))
         return
@@ -120,7 +118,7 @@ def _score(model: Any, study: Any) -> None:
                 database.find(watch.SOURCE, key, model.fingerprint)
         except audit.TrailError as error:
             st.warning(f"Not recorded in the audit trail: {error}")
-    st.session_state[RESULT_KEY] = {"outcome": outcome, "dataset": dataset, "row": row, "sent": ""}
+    st.session_state[RESULT_KEY] = {"outcome": outcome, "dataset": outcome.dataset, "row": row, "sent": ""}
 
 
 def _show(model: Any) -> None:

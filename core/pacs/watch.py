@@ -35,6 +35,7 @@ class StudyOutcome:
     error: str = ""
     skipped: bool = False  # already done by an earlier run
     seconds: dict[str, float] = field(default_factory=dict)
+    dataset: Any = field(default=None, repr=False)  # the retrieved image, in memory only (to send its results later)
 
     def line(self) -> str:
         """One plain line for the command line (the study is named by its date-free position only by the caller)."""
@@ -99,7 +100,7 @@ def process_study(archive: Archive, study_uid: str, model: ScoringModel, trail: 
                 outcome.skipped = True
                 return outcome
         tick = time.perf_counter()
-        dataset = archive.retrieve(chosen)
+        dataset = outcome.dataset = archive.retrieve(chosen)
         outcome.seconds["retrieve"] = time.perf_counter() - tick
         tick = time.perf_counter()
         outcome.result = assess_dataset(dataset, model)

@@ -18,6 +18,18 @@ def test_key_is_the_hmac_of_the_uid_with_the_site_secret(site_secret) -> None:
     assert audit.pseudonymous_key(data) == hmac.new(site_secret, hashlib.sha256(data).digest(), hashlib.sha256).hexdigest()
 
 
+def test_upload_key_is_that_of_the_dicom_sop_instance_uid_else_of_the_bytes(site_secret) -> None:
+    from pathlib import Path
+
+    import pydicom
+
+    dicom = Path(__file__).resolve().parents[2] / "data" / "samples" / "RG1_UNCI.dcm"
+    uid = pydicom.dcmread(dicom, stop_before_pixels=True).SOPInstanceUID
+    assert audit.film_key("x.dcm", dicom.read_bytes()) == audit.pseudonymous_key(str(uid))
+    png = b"\x89PNG\r\n\x1a\n" + b"\0" * 32
+    assert audit.film_key("x.png", png) == audit.pseudonymous_key(png)
+
+
 def test_secret_file_is_created_once_and_private(tmp_path, monkeypatch) -> None:
     monkeypatch.delenv(audit.ENV_SECRET, raising=False)
     monkeypatch.setenv(audit.ENV_SECRET_FILE, str(tmp_path / "secret"))
