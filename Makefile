@@ -9,7 +9,7 @@ PORT ?= 8501
 CHROMIUM := /usr/bin/chromium
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo serve test install install-dev browser models model-artifacts experiments reproduce bench clean
+.PHONY: demo serve test install install-dev browser pacs-tools pacs-demo models model-artifacts experiments reproduce bench clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,13 +36,27 @@ browser:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	fi
 
+# Debian packages for the archive tests and demo: Orthanc + its DICOMweb plugin (GPL-3.0, run as a separate server,
+# never linked), dicom3tools (dciodvfy validates the SR and Secondary Capture), PostgreSQL (the trail's second backend).
+PACS_PORT ?= 8042
+pacs-tools:
+	@if [ ! -x /usr/sbin/Orthanc ] || [ ! -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || [ ! -x /usr/bin/dciodvfy ] \
+	  || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  echo "Installing Debian orthanc, orthanc-dicomweb, dicom3tools, postgresql for the archive tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq orthanc orthanc-dicomweb dicom3tools postgresql >/dev/null; \
+	fi
+
+# A demo archive on 127.0.0.1:$(PACS_PORT) loaded with real films; prints how to point the app and the CLI at it.
+pacs-demo: $(VENV)/.runtime pacs-tools
+	$(PY) -m core.pacs.demo --port $(PACS_PORT)
+
 demo: $(VENV)/.runtime serve
 
 serve:
 	$(PY) serve.py --server.headless true \
 	  --server.address $(HOST) --server.port $(PORT) --browser.gatherUsageStats false
 
-test: $(VENV)/.dev browser
+test: $(VENV)/.dev browser pacs-tools
 	$(PY) -m pytest
 
 # Trains the models the dashboard ships with (committed under models/).
@@ -75,7 +89,7 @@ reproduce: $(VENV)/.runtime
 	$(PY) train.py --preset shipped --only $(MODEL) --models-dir .cache/rerun --no-progress
 	$(PY) -m core.evaluation.reproduction models/$(MODEL) .cache/rerun/$(MODEL)
 
-bench: $(VENV)/.dev
+bench: $(VENV)/.dev pacs-tools
 	$(PY) -m bench
 
 clean:

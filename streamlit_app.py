@@ -21,6 +21,7 @@ PAGES = [
     ("pages/5_Prediction.py", "Prediction", ":material/radiology:"),
     ("pages/6_Activation_maps.py", "Activation maps", ":material/layers:"),
     ("pages/7_Your_site.py", "Your site", ":material/local_hospital:"),
+    ("pages/8_Monitoring.py", "Monitoring", ":material/monitoring:"),
 ]
 APP_DIR = Path(__file__).resolve().parent
 

@@ -12,7 +12,7 @@ from core import config, explain, guard as ood
 from core.imaging import inversion
 from core import predict as scoring
 from core.imaging import decode_xray, resize_for_display, to_uint8
-from ui import enter_through_app, load_scorer, pick_model, read_sample
+from ui import enter_through_app, load_scorer, pacs, pick_model, read_sample
 
 enter_through_app(__file__)
 
@@ -94,7 +94,10 @@ if site_point.get("model") == entry.name and st.toggle(
 threshold, threshold_source = scoring.operating_threshold(entry.name, entry.card, operating_point)
 st.caption(f"Decision threshold **{threshold:.3f}**: {threshold_source}.")
 
-source = st.radio("Images", ["Upload files", "Real samples"], horizontal=True, key="prediction_source")
+source = st.radio("Images", ["Upload files", "Real samples", "From PACS"], horizontal=True, key="prediction_source")
+if source == "From PACS":  # the hospital's archive: search, score, send the result back (ui/pacs.py)
+    pacs.from_pacs(entry, load_scorer(model_dir), load_guard(model_dir), threshold, threshold_source)
+    st.stop()
 files: list[tuple[str, bytes]] = []
 truths: dict[str, str] = {}
 if source == "Upload files":
@@ -116,6 +119,7 @@ if not files:
 
 fix_inverted = bool(st.session_state.get("prediction_fix_inverted", False))
 results = at_threshold(score_files(model_dir, tuple(files), fix_inverted), threshold)
+pacs.record_uploads(entry, files, results, threshold_source)  # one audit-trail row per scored file, written once
 scored = [r for r in results if r.status == "ok"]
 if fix_inverted or any(r.verdict is not None and r.verdict.inverted for r in scored):
     st.checkbox("Score films that look inverted (white lungs, dark bones) the right way up", key="prediction_fix_inverted",

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Films scored by the tests go to a throwaway audit trail with a test secret, never the developer's .cache/ ones.
+os.environ.setdefault("PNEUMONIA_AUDIT_DB", os.path.join(tempfile.mkdtemp(prefix="trail-"), "audit-trail.sqlite"))
+os.environ.setdefault("PNEUMONIA_SITE_SECRET", "tests-only-site-secret")
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_ROOT = PROJECT_ROOT / "data" / "chest_xray"

@@ -12,6 +12,7 @@ PAGES = {  # url path -> words of the page's title (st.title)
     "Prediction": "Prediction",
     "Activation_maps": "Activation maps",
     "Your_site": "Your site",
+    "Monitoring": "Monitoring",
 }
 FILE_INPUT = '[data-testid="stFileUploaderDropzoneInput"]'
 
