@@ -35,6 +35,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     for name in PRELOAD:
         importlib.import_module(name)
     if os.environ.get("PNEUMONIA_NO_WARMUP") != "1":
+        # Streamlit checks once per process, on the first element it draws, whether it runs in a REPL, to print a
+        # warning there: inspect.stack() with the source lines of every frame, 0.8 s of the first visit measured
+        # with py-spy (bench/bench_first_contact.py). This server is never a REPL, so that check is marked done.
+        from streamlit import delta_generator
+
+        if hasattr(delta_generator, "_use_warning_has_been_displayed"):
+            delta_generator._use_warning_has_been_displayed = True
         from core import config, report
 
         try:

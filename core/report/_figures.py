@@ -1,6 +1,7 @@
 """Data and plotly figures that the Overview page and the report both draw."""
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pandas as pd
@@ -16,6 +17,21 @@ def dataset_counts(data_root: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, i
 
     The same functions as the Dataset page: core.data.split_counts and core.data.summary.patient_counts.
     """
+    images, patients, n_patients = _dataset_counts(str(Path(data_root).resolve()), _folders_stamp(data_root))
+    return images.copy(), patients.copy(), n_patients
+
+
+def _folders_stamp(root: str | Path) -> tuple[tuple[str, int], ...]:
+    """(folder, mtime in ns) of the dataset root and every folder below it: changes when a file is added, removed or
+    renamed, which is all the counts depend on (a film rewritten in place keeps its name, label and patient)."""
+    import os
+
+    return tuple((folder, os.stat(folder).st_mtime_ns) for folder, _, _ in sorted(os.walk(root)))
+
+
+@functools.lru_cache(maxsize=8)
+def _dataset_counts(data_root: str, stamp: tuple) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """dataset_counts for one state of the dataset's folders, kept per process."""
     from core import data
     from core.data import summary as dataset_summary
 

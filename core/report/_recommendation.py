@@ -134,10 +134,10 @@ def warm_landing_page(models_dir: str | Path, data_root: str | Path) -> str | No
 
     Returns the recommended model's name, or None when no model is usable. Errors are left to the page to report.
     """
-    from core import data
+    from core.report._figures import dataset_counts
 
     try:
-        data.load_index(data_root)
+        dataset_counts(data_root)
     except (OSError, ValueError) as exc:
         logger.warning("Landing page warm-up: the dataset index could not be built (%s)", exc)
     ranking = rank_models(models_dir)

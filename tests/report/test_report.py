@@ -342,3 +342,20 @@ def test_warm_up_computes_what_the_landing_page_reads_and_follows_rewritten_file
 def test_warm_up_without_models_says_none(tmp_path, data_root):
     (tmp_path / "empty").mkdir()
     assert report.warm_landing_page(tmp_path / "empty", data_root) is None
+
+
+def test_dataset_counts_are_kept_until_a_film_is_added(tmp_path, data_root):
+    import shutil
+
+    small = tmp_path / "small"
+    for split, label, count in (("train", "NORMAL", 12), ("train", "PNEUMONIA", 12), ("test", "NORMAL", 3), ("test", "PNEUMONIA", 3)):
+        (small / split / label).mkdir(parents=True)
+        for film in sorted((data_root / split / label).iterdir())[:count]:
+            shutil.copy(film, small / split / label / film.name)
+    images, _, _ = report.dataset_counts(small)
+    assert int(images["total"].sum()) == 30
+    images.loc[:, "total"] = 0  # a caller's change never reaches the kept copy
+    assert int(report.dataset_counts(small)[0]["total"].sum()) == 30
+    extra = sorted((data_root / "test" / "NORMAL").iterdir())[3]
+    shutil.copy(extra, small / "test" / "NORMAL" / extra.name)
+    assert int(report.dataset_counts(small)[0]["total"].sum()) == 31
