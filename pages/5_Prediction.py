@@ -12,7 +12,8 @@ from core import config, explain, guard as ood
 from core.imaging import inversion
 from core import predict as scoring
 from core.imaging import decode_xray, resize_for_display, to_uint8
-from ui import enter_through_app, load_scorer, pacs, pick_model, read_sample
+from core.lungs import evidence as lung_evidence_view
+from ui import enter_through_app, load_scorer, lung_evidence, pacs, pick_model, read_sample
 
 enter_through_app(__file__)
 
@@ -183,6 +184,7 @@ heatmap = explain_image(model_dir, result.name, data, method, target_label.lower
 # Shown at screen size: a 3000-px DICOM is shrunk and encoded once per full run, not on every opacity move.
 shown_pixels = resize_for_display(result.pixels, DISPLAY_SIDE)
 original_png = explain.to_png(to_uint8(shown_pixels))
+lungs = lung_evidence(shown_pixels, heatmap)  # the lungs' outline and the share of the evidence inside them
 
 
 @st.fragment
@@ -190,10 +192,11 @@ def overlay_view() -> None:
     """Original next to the overlay; only this part reruns when the opacity moves (nothing is decoded, scored or
     explained again: the overlay is blended at screen size, the full-size PNG is made only if downloaded)."""
     opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.45, 0.05, key="prediction_opacity")
-    overlay = explain.overlay(shown_pixels, heatmap, opacity=opacity)
+    overlay = lung_evidence_view.outline_lungs(explain.overlay(shown_pixels, heatmap, opacity=opacity), lungs)
     left, right = st.columns(2)
     left.image(original_png, caption=f"Original ({result.pixels.shape[1]}×{result.pixels.shape[0]} px)", width="stretch")
-    right.image(overlay, caption=f"{explain.METHODS[method]} for {target_label} (red = most influential)", width="stretch")
+    right.image(overlay, caption=f"{explain.METHODS[method]} for {target_label} (red = most influential). "
+                f"{lung_evidence_view.caption(lungs)}", width="stretch")
     st.download_button("Download the overlay (PNG)", lambda: explain.to_png(explain.overlay(result.pixels, heatmap, opacity=opacity)),
                        file_name=f"{result.name}_{method}.png", mime="image/png", on_click="ignore")
 

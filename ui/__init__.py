@@ -121,6 +121,28 @@ def load_scorer(model_dir: str) -> scoring.Scorer:
     return scorer
 
 
+@st.cache_resource(show_spinner="Loading the lung model…")
+def load_lung_model():
+    """The lung U-Net (core.lungs), one for every session and page."""
+    from core.lungs.segment import load_lung_model as load
+
+    model = load()
+    _keep_keras_state_between_reruns()
+    return model
+
+
+@st.cache_data(show_spinner="Finding the lungs…", max_entries=64)
+def lung_evidence(pixels, heatmap):
+    """The film's lungs and the heatmap's share inside them (core.lungs.evidence.LungEvidence); None without a lung model."""
+    from core.lungs import evidence
+
+    try:
+        model = load_lung_model()
+    except ValueError:
+        return None
+    return evidence.lung_evidence(pixels, heatmap, model=model)
+
+
 @st.cache_data(show_spinner=False)
 def read_sample(path: str) -> bytes:
     """Bytes of a shipped sample file."""

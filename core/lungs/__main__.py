@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core.lungs", description=__doc__.split("\n\n")[0])
     parser.add_argument("films", nargs="+", metavar="FILM_OR_FOLDER")
     parser.add_argument("--out", required=True, help="folder for the masks (created if missing)")
-    parser.add_argument("--model", default=None, help="lung model folder (default models/lungs-unet)")
+    parser.add_argument("--model", default=None, help="lung model folder (default core/assets/lungs-unet)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     out = Path(args.out)

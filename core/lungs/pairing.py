@@ -434,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default="data/chest_xray", help="Kaggle-layout folder with train/ and test/")
     parser.add_argument("--out", default="data/lung_masks", help="where the masks and pairing.csv go")
     parser.add_argument("--sheet", default="docs/lungs/pairing_contact_sheet.png")
-    parser.add_argument("--model-out", default="models/lungs-unet", help="where the lung network trained on fold A goes")
+    parser.add_argument("--model-out", default="core/assets/lungs-unet", help="where the lung network trained on fold A goes")
     parser.add_argument("--epochs", type=int, default=training.EPOCHS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

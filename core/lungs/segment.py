@@ -1,4 +1,7 @@
-"""Find the lungs on any film with the shipped U-Net (`models/lungs-unet/`), or read the human mask of a shipped film.
+"""Find the lungs on any film with the shipped U-Net (`core/assets/lungs-unet/`), or read the human mask of a shipped film.
+
+The lung model lives beside the guard's other model-independent assets, not in models/: every folder of models/ is a
+pneumonia classifier to the registry, the pages and the Makefile's per-model loops.
 
 `segment_film(pixels)` returns a boolean mask of the film's own size. The network's probability map is cut at
 `THRESHOLD`, then only the two largest connected regions are kept (the two lungs), each at least `MIN_REGION_SHARE`
@@ -33,8 +36,8 @@ MASKS_DIR = config.PROJECT_ROOT / "data" / "lung_masks"
 
 
 def model_dir() -> Path:
-    """The shipped lung model's folder (models/lungs-unet, or $PNEUMONIA_MODELS/lungs-unet)."""
-    return config.models_dir() / MODEL_NAME
+    """The shipped lung model's folder (core/assets/lungs-unet)."""
+    return Path(__file__).resolve().parent.parent / "assets" / MODEL_NAME
 
 
 @functools.lru_cache(maxsize=2)
@@ -44,7 +47,7 @@ def load_lung_model(path: str | os.PathLike | None = None) -> Any:
     folder = Path(path) if path is not None else model_dir()
     file = folder / MODEL_FILE
     if not file.is_file():
-        raise ValueError(f"No lung model at {file}. Train it with `python -m core.lungs.training` or restore models/.")
+        raise ValueError(f"No lung model at {file}. Rebuild it with `python -m core.lungs.pairing` (see data/README.md) or restore core/assets/.")
     import keras
 
     return keras.saving.load_model(file, compile=False, safe_mode=True)
@@ -121,3 +124,17 @@ def card(path: str | os.PathLike | None = None) -> dict:
         return json.loads((folder / CARD_FILE).read_text())
     except (OSError, ValueError):
         return {}
+
+
+NO_LUNGS_SENTENCE = ("No lungs were found on it (the lung model found no lung-sized region), so it is probably not a "
+                     "frontal chest film, or the lungs are hidden; its score would be meaningless.")
+
+
+def lungs_check(pixels: np.ndarray) -> LungSegmentation | None:
+    """The lung segmentation the guard uses for one grey film (H, W), or None when no lung model is shipped."""
+    try:
+        model = load_lung_model()
+    except ValueError as exc:
+        logger.warning("Lung check skipped: %s", exc)
+        return None
+    return segment_film(np.asarray(getattr(pixels, "pixels", pixels), np.float32), model=model)

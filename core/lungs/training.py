@@ -1,4 +1,4 @@
-"""The shipped lung U-Net's recipe and its model folder (`models/lungs-unet/`: model.keras, history.csv, card).
+"""The shipped lung U-Net's recipe and its model folder (`core/assets/lungs-unet/`: model.keras, history.csv, card).
 
 The network is fold A of the pairing's cross-fit (`core.lungs.pairing`, which calls `write_model`): it learns from
 the films of the classifiers' training split, is monitored on their validation split (`core.data.load_index`,
