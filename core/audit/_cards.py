@@ -58,8 +58,12 @@ def audit_markdown(audit: dict[str, Any]) -> str:
             area = cam["all"]["area"]
             lines.append("| area | " + " | ".join(f"{area[r]:.2f}" for r in REGIONS) + " | |")
             found = cam["all"]["lungs_found"]
-            lines += ["", f"Lung fields: Otsu heuristic per half (`core.audit.lung_fields`) found both lungs on "
-                          f"{found['heuristic']:.0%} of films, one on {found['mixed']:.0%}; fixed boxes stand in for a lung it missed."]
+            if set(found) <= {"heuristic", "mixed", "boxes"}:
+                lines += ["", f"Lung fields: Otsu heuristic per half (`core.audit.lung_fields`) found both lungs on "
+                              f"{found.get('heuristic', 0):.0%} of films, one on {found.get('mixed', 0):.0%}; fixed boxes stand in for a lung it missed."]
+            else:
+                lines += ["", "Lung fields: " + ", ".join(f"{source} on {share:.0%} of films" for source, share in found.items())
+                          + " (human masks: data/lung_masks, V7 Labs; lung model: core/assets/lungs-unet)."]
         elif "gradcam" in entry:
             lines += ["", "Grad-CAM: not applicable (the model has no convolution)."]
         lines.append("")

@@ -59,9 +59,10 @@ def perturbation_table(scorer: Any, films: np.ndarray, labels: np.ndarray, thres
 
 
 def model_gradcam_mass(model: Any, films: np.ndarray, labels: np.ndarray, scores: np.ndarray, threshold: float,
-                       *, batch_size: int = 16) -> dict[str, Any] | None:
+                       *, batch_size: int = 16, lungs: Sequence[np.ndarray] | None = None,
+                       lung_sources: Sequence[str] | None = None) -> dict[str, Any] | None:
     """Grad-CAM (target: pneumonia evidence) mass per region for all films, per class and for false positives;
-    None when the model has no convolution (no Grad-CAM)."""
+    None when the model has no convolution (no Grad-CAM). `lungs`: one lung mask per film (see `gradcam_mass`)."""
     from core import explain
 
     if not explain.conv_layers(model) and not explain.members(model):
@@ -74,8 +75,24 @@ def model_gradcam_mass(model: Any, films: np.ndarray, labels: np.ndarray, scores
     groups = {"all": np.ones(len(films), bool), "normal": labels == 0, "pneumonia": labels == 1,
               "false_positive": (labels == 0) & (scores >= threshold)}
     result = {"layer": getattr(gradcam, "layer_name", ""), "target": "pneumonia evidence"}
-    result.update({group: gradcam_mass(maps[mask], films[mask]) for group, mask in groups.items() if mask.any()})
+    def pick(values: Sequence[Any] | None, mask: np.ndarray) -> list[Any] | None:
+        return None if values is None else [v for v, keep in zip(values, mask) if keep]
+
+    result.update({group: gradcam_mass(maps[mask], films[mask], pick(lungs, mask), pick(lung_sources, mask))
+                   for group, mask in groups.items() if mask.any()})
     return result
+
+
+def _lung_masks(films: np.ndarray, relpaths: Sequence[str]) -> tuple[list[np.ndarray] | None, list[str] | None]:
+    """Lung masks of the films: the human masks of data/lung_masks, else the lung model's (core.lungs); (None, None)
+    (the Otsu heuristic) when neither is available."""
+    from core.lungs import evidence
+
+    try:
+        return evidence.lung_masks(list(films), relpaths)
+    except ValueError as exc:
+        logger.warning("Lung masks unavailable (%s); the Otsu heuristic finds the lung fields", exc)
+        return None, None
 
 
 def edge_reliance(table: Sequence[dict[str, Any]], gradcam: dict[str, Any] | None) -> dict[str, Any]:
@@ -126,7 +143,9 @@ def model_audit(model_dir: str | os.PathLike, data_root: str | os.PathLike | Non
         entry["robust"] = bool(all(row["passed"] for row in goal_rows))
         entry["failing"] = [row["name"] for row in goal_rows if not row["passed"]]
         if gradcam:
-            entry["gradcam"] = model_gradcam_mass(scorer.model, films, labels, reference, threshold)
+            lungs, sources = _lung_masks(films, sample["relpath"].tolist())
+            entry["gradcam"] = model_gradcam_mass(scorer.model, films, labels, reference, threshold, lungs=lungs,
+                                                  lung_sources=sources)
         entry["edges"] = edge_reliance(table, entry.get("gradcam"))
         result["splits"][split] = entry
         logger.info("%s on %s: %d films, robust=%s", scorer.name, split, len(sample), entry["robust"])

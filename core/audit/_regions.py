@@ -1,6 +1,8 @@
 """Where things lie on a film (lung fields, edges, corners), Grad-CAM mass per region, and film statistics."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from typing import Any
 
 import numpy as np
@@ -82,13 +84,15 @@ def lung_fields(grey: np.ndarray, *, allowed: np.ndarray | None = None) -> tuple
     return mask.astype(bool) & allowed, method
 
 
-def image_regions(grey: np.ndarray) -> tuple[dict[str, np.ndarray], str]:
+def image_regions(grey: np.ndarray, *, lungs: np.ndarray | None = None, lungs_source: str = "lung mask") -> tuple[dict[str, np.ndarray], str]:
     """A partition of a grey uint8 film (H, W) into REGIONS (bool masks that do not overlap and cover the film).
 
     Fixed geometry (fractions of the side): `corners` = the four CORNER x CORNER squares (where text markers sit);
     `border` = the rest of the outer BORDER band; `lower` = the bottom LOWER of the rows inside the band (abdomen,
-    below the diaphragm in a typical framing); `lungs` = `lung_fields` of what is left; `other` = everything else
-    (mediastinum, heart, shoulders, soft tissue). Returns (masks, how the lungs were found: 'heuristic' or 'boxes').
+    below the diaphragm in a typical framing); `other` = everything else (mediastinum, heart, shoulders, soft tissue).
+    `lungs`: the given lung mask (any size, resized to the film; a human mask or the lung model's, see core.lungs),
+    which takes its pixels from every other region; without one, `lung_fields` of what the fixed regions leave.
+    Returns (masks, how the lungs were found: `lungs_source`, or 'heuristic', 'mixed' or 'boxes').
     """
     grey = np.asarray(grey, np.uint8)
     height, width = grey.shape
@@ -103,7 +107,13 @@ def image_regions(grey: np.ndarray) -> tuple[dict[str, np.ndarray], str]:
     lower[int(round((1 - LOWER) * height)):] = True
     lower &= ~band & ~corners
     rest = ~(corners | border | lower)
-    lungs, method = lung_fields(grey, allowed=rest)
+    if lungs is not None:
+        from core.lungs.geometry import resize_mask
+
+        lungs, method = resize_mask(lungs, (width, height)), lungs_source
+        corners, border, lower = corners & ~lungs, border & ~lungs, lower & ~lungs
+    else:
+        lungs, method = lung_fields(grey, allowed=rest)
     other = rest & ~lungs
     return {"lungs": lungs, "other": other, "lower": lower, "border": border, "corners": corners}, method
 
@@ -117,15 +127,20 @@ def region_mass(heatmap: np.ndarray, regions: dict[str, np.ndarray]) -> dict[str
     return {name: float(heatmap[mask].sum() / total) for name, mask in regions.items()}
 
 
-def gradcam_mass(heatmaps: np.ndarray, films: np.ndarray) -> dict[str, Any]:
+def gradcam_mass(heatmaps: np.ndarray, films: np.ndarray, lungs: Sequence[np.ndarray] | None = None,
+                 lung_sources: Sequence[str] | None = None) -> dict[str, Any]:
     """Mean Grad-CAM mass per region over films (N, H, W) with their heatmaps (N, H, W), and each region's mean area.
+
+    `lungs` (one mask per film, `lung_sources` naming where each came from) replaces the Otsu heuristic.
 
     Films whose heatmap is all zero (no evidence for the target) are counted in `empty` and left out of the means.
     `border_reliant` is True when the mean mass in border band + corners is >= BORDER_RELIANT_MASS.
     """
     masses, areas, methods, empty = [], [], [], 0
-    for heatmap, film in zip(heatmaps, films):
-        regions, method = image_regions(film)
+    lungs = [None] * len(films) if lungs is None else list(lungs)
+    sources = ["lung mask"] * len(films) if lung_sources is None else list(lung_sources)
+    for heatmap, film, lung, source in zip(heatmaps, films, lungs, sources):
+        regions, method = image_regions(film, lungs=lung, lungs_source=source)
         methods.append(method)
         areas.append({name: float(mask.mean()) for name, mask in regions.items()})
         mass = region_mass(heatmap, regions)
@@ -140,7 +155,7 @@ def gradcam_mass(heatmaps: np.ndarray, films: np.ndarray) -> dict[str, Any]:
         "empty": int(empty),
         "mass": mean_mass,
         "area": {name: float(np.mean([a[name] for a in areas])) for name in REGIONS} if areas else {},
-        "lungs_found": {kind: float(np.mean([m == kind for m in methods])) for kind in ("heuristic", "mixed", "boxes")} if methods else {},
+        "lungs_found": {kind: float(np.mean([m == kind for m in methods])) for kind in sorted(set(methods))} if methods else {},
         "edge_mass": edges,
         "border_reliant": bool(edges is not None and edges >= BORDER_RELIANT_MASS),
     }
