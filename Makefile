@@ -9,7 +9,7 @@ PORT ?= 8501
 CHROMIUM := /usr/bin/chromium
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo serve test install install-dev browser pacs-tools pacs-demo models model-artifacts experiments reproduce bench clean
+.PHONY: demo serve test install install-dev browser pacs-tools pacs-demo models model-artifacts lungs experiments reproduce bench clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -73,6 +73,15 @@ model-artifacts: $(VENV)/.runtime
 	$(PY) -m core.report.examples models/*/
 	$(PY) -m core.evaluation.ablation models/ docs/experiments/ --baseline cnn-deep-128 --json docs/ablation.json --markdown
 	$(PY) -m core.evaluation.operating_points models/*/ --json docs/operating_points.json --markdown
+	$(PY) -m core.lungs.evidence models/*/ --write-card --json docs/lungs/evidence.json --markdown
+
+# The human lung masks (data/lung_masks, pairing.csv, docs/lungs/*.png) and the lung model (core/assets/lungs-unet),
+# rebuilt from the V7 Labs annotations (CC BY 4.0): needs a bare clone of github.com/v7labs/covid-19-xray-dataset.
+V7_MASKS_GIT ?= .cache/covid-19-xray-dataset.git
+lungs: $(VENV)/.runtime
+	@test -d $(V7_MASKS_GIT) || git clone --bare https://github.com/v7labs/covid-19-xray-dataset $(V7_MASKS_GIT)
+	$(PY) -m core.lungs.pairing --masks-git $(V7_MASKS_GIT) --data data/chest_xray --out data/lung_masks \
+	  --model-out core/assets/lungs-unet
 
 # The ablation runs that are not shipped (cnn-deep-128-acq, -acq-norm, the aspect/letterbox attempts): trained into
 # .cache/experiments, their cards copied to docs/experiments/ for the ablation table (no model file is committed).
