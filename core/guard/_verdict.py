@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 
-from core.lungs.segment import NO_LUNGS_SENTENCE, lungs_check
 from core.guard._chest_film import (
     CHEST_FILM_QUANTILE,
     ChestFilmModel,
@@ -109,8 +108,8 @@ def assess(scorer: Any, calibration: OodCalibration | None, decoded: Any, *, raw
            model_check: OodResult | None = None) -> GuardVerdict:
     """Run every check on one decoded X-ray (a DecodedXray, or grey (H, W) in [0, 1]) for one model's Scorer.
 
-    Model-independent: inverted film, colour image (needs raw_bytes), not like a paediatric chest film, no lungs found
-    (the lung model of core.lungs, when shipped), smaller than the model input, decoding notes. Per model (when `calibration` is given): appearance and feature distances
+    Model-independent: inverted film, colour image (needs raw_bytes), not like a paediatric chest film, smaller than
+    the model input, decoding notes. Per model (when `calibration` is given): appearance and feature distances
     (`model_check`, when given, is that check already computed, e.g. by check_many for a batch).
     """
     from core.imaging import inversion
@@ -138,10 +137,6 @@ def assess(scorer: Any, calibration: OodCalibration | None, decoded: Any, *, raw
                        f"film, another view or body part, or not an X-ray; chest-film distance {distance:.2f}, "
                        f"{chest_film.info.get('quantile', CHEST_FILM_QUANTILE):.0%} of training films are below "
                        f"{chest_film.threshold:.2f}).")
-    lungs = lungs_check(1.0 - pixels if inverted else pixels)
-    if lungs is not None and not lungs.lungs_found:
-        reasons.append("no lungs found")
-        details.append(NO_LUNGS_SENTENCE)
     height, width = pixels.shape
     if min(height, width) < min(scorer.height, scorer.width):
         reasons.append("smaller than the model input")

@@ -125,16 +125,3 @@ def card(path: str | os.PathLike | None = None) -> dict:
     except (OSError, ValueError):
         return {}
 
-
-NO_LUNGS_SENTENCE = ("No lungs were found on it (the lung model found no lung-sized region), so it is probably not a "
-                     "frontal chest film, or the lungs are hidden; its score would be meaningless.")
-
-
-def lungs_check(pixels: np.ndarray) -> LungSegmentation | None:
-    """The lung segmentation the guard uses for one grey film (H, W), or None when no lung model is shipped."""
-    try:
-        model = load_lung_model()
-    except ValueError as exc:
-        logger.warning("Lung check skipped: %s", exc)
-        return None
-    return segment_film(np.asarray(getattr(pixels, "pixels", pixels), np.float32), model=model)
