@@ -12,7 +12,7 @@ from core import config, explain, guard as ood
 from core.imaging import inversion
 from core import predict as scoring
 from core.imaging import decode_xray, resize_for_display, to_uint8
-from core.lungs import evidence as lung_evidence_view
+from core.lungs import masks as lung_evidence_view
 from ui import enter_through_app, load_scorer, lung_evidence, pacs, pick_model, read_sample
 
 enter_through_app(__file__)

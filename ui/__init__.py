@@ -133,8 +133,8 @@ def load_lung_model():
 
 @st.cache_data(show_spinner="Finding the lungs…", max_entries=64)
 def lung_evidence(pixels, heatmap):
-    """The film's lungs and the heatmap's share inside them (core.lungs.evidence.LungEvidence); None without a lung model."""
-    from core.lungs import evidence
+    """The film's lungs and the heatmap's share inside them (core.lungs.masks.LungEvidence); None without a lung model."""
+    from core.lungs import masks as evidence
 
     try:
         model = load_lung_model()

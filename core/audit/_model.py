@@ -86,7 +86,7 @@ def model_gradcam_mass(model: Any, films: np.ndarray, labels: np.ndarray, scores
 def _lung_masks(films: np.ndarray, relpaths: Sequence[str]) -> tuple[list[np.ndarray] | None, list[str] | None]:
     """Lung masks of the films: the human masks of data/lung_masks, else the lung model's (core.lungs); (None, None)
     (the Otsu heuristic) when neither is available."""
-    from core.lungs import evidence
+    from core.lungs import masks as evidence
 
     try:
         return evidence.lung_masks(list(films), relpaths)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.lungs import evidence, geometry
+from core.lungs import geometry
+from core.lungs import masks as evidence
 
 
 def _evidence(heatmap: np.ndarray) -> evidence.LungEvidence:
