@@ -44,7 +44,7 @@ from streamlit.proto.WidgetStates_pb2 import WidgetState
 
 OVERLAY_MARK = "red = most influential"
 """Text of the Grad-CAM overlay's image caption on the Prediction page."""
-METRIC_LABEL = "Probability of pneumonia"
+METRIC_LABEL = "Pneumonia score"
 
 
 @dataclass

@@ -22,6 +22,8 @@ section[data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"], [da
 [data-testid="stSidebarNav"] { display: none !important; }
 [class*="st-key-overview_section_"] { min-height: 88vh; padding-top: 4vh; border-bottom: 2px solid #d0d7de; }
 .block-container { max-width: 1400px; }
+[data-testid="stMetricLabel"], [data-testid="stMetricLabel"] * { white-space: normal !important; overflow: visible !important;
+  text-overflow: clip !important; font-size: 1.3rem !important; height: auto !important; }
 </style>
 """
 
@@ -116,25 +118,22 @@ with st.container(key="overview_section_model"):
         f"validation split ({entry.threshold_rule})."
     )
     with st.expander("All models ranked on the validation split"):
-        st.dataframe(ranked[["display_name", "val_roc_auc", "val_views_roc_auc", "threshold"]].rename(columns={
-            "display_name": "Model", "val_roc_auc": "ROC AUC (VALIDATION)",
-            "val_views_roc_auc": "ROC AUC (VALIDATION, perturbed views)", "threshold": "Threshold (chosen on VALIDATION)"}),
-            hide_index=True, key="overview_ranking")
+        st.dataframe(report.ranking_display(ranked), hide_index=True, key="overview_ranking")
 
 summary = summary_on_test(models_dir, entry.name, stamp)
 sizes = split_sizes(models_dir, entry.name, stamp)
 freq = report.natural_frequencies(summary, split="test", n_pneumonia=sizes["pneumonia"], n_normal=sizes["normal"])
 
 with st.container(key="overview_section_frequencies"):
-    st.header("What that means for 100 children (TEST split)")
+    st.header("What that means per 100 X-rays (TEST split)")
     sick, healthy = st.columns(2, gap="large")
     with sick:
-        st.metric("Of 100 children WITH pneumonia, it flags", f"{freq.caught:.0f}",
+        st.metric("Of 100 X-rays WITH pneumonia, it flags", f"{freq.caught:.0f}",
                   help="Sensitivity × 100, measured on the TEST split.")
         st.html(report.icon_array_html(freq.caught, colour="#1a7f37", label="green = flagged, grey = missed"))
         st.caption(f"95% CI {freq.caught_low:.0f}–{freq.caught_high:.0f} (TEST split, {freq.n_pneumonia} X-rays with pneumonia).")
     with healthy:
-        st.metric("Of 100 children WITHOUT pneumonia, it wrongly flags", f"{freq.false_alarms:.0f}",
+        st.metric("Of 100 X-rays WITHOUT pneumonia, it wrongly flags", f"{freq.false_alarms:.0f}",
                   help="(1 − specificity) × 100, measured on the TEST split.")
         st.html(report.icon_array_html(freq.false_alarms, colour="#d1242f", label="red = false alarm, grey = correctly not flagged"))
         st.caption(f"95% CI {freq.false_alarms_low:.0f}–{freq.false_alarms_high:.0f} (TEST split, {freq.n_normal} X-rays without).")

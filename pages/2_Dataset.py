@@ -10,14 +10,14 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import audit, config, data, imaging
+from core import config, data, imaging
 from core.data import summary as dataset_summary
-from core.imaging import perturbations
+from ui import dataset as dataset_ui
 from ui import enter_through_app
+from ui.dataset import CLASS_COLOURS, counts_bar, counts_sentence, fmt
 
 enter_through_app(__file__)
 
-CLASS_COLOURS = {"NORMAL": "#2b8a3e", "PNEUMONIA": "#c92a2a"}
 SPLIT_LABELS = {"train": "train", "val": "validation", "test": "test (official)"}
 SAMPLE_GRID_SIZE = 12
 
@@ -38,42 +38,12 @@ def load_summary(root: str, stamp: str) -> dataset_summary.DatasetSummary:
     return dataset_summary.summarize(root)
 
 
-@st.cache_data(show_spinner=False)
-def load_audit(root: str, stamp: str) -> dict | None:
-    return audit.load_dataset_audit(root)
-
-
-@st.cache_data(show_spinner=False, ttl=60)
-def load_robustness(models_dir: str) -> pd.DataFrame:
-    return audit.robustness_summary(models_dir)
-
-
 @st.cache_data(show_spinner=False, max_entries=512)
 def load_thumbnail(path: str) -> np.ndarray | None:
     try:
         return imaging.thumbnail(path, max_side=224)
     except imaging.InvalidImageError:
         return None
-
-
-def fmt(value: int) -> str:
-    return f"{int(value):,}"
-
-
-def counts_sentence(table: pd.DataFrame) -> str:
-    parts = [
-        f"**{split}** {fmt(row['NORMAL'])} NORMAL + {fmt(row['PNEUMONIA'])} PNEUMONIA"
-        for split, row in table.iterrows()
-    ]
-    return "; ".join(parts)
-
-
-def counts_bar(table: pd.DataFrame, title: str) -> go.Figure:
-    long = table.drop(columns="total").reset_index(names="split").melt(id_vars="split", var_name="class", value_name="images")
-    figure = px.bar(long, x="split", y="images", color="class", barmode="group", text="images",
-                    color_discrete_map=CLASS_COLOURS, title=title)
-    figure.update_layout(height=340, margin=dict(t=50, b=10), legend_title_text="")
-    return figure
 
 
 # ------------------------------------------------------------------------------ page
@@ -239,88 +209,8 @@ with right:
 
 
 
-@st.fragment
-def audit_section() -> None:
-    st.header("What a model could rely on")
-    st.markdown("Before trusting a model, check what else in the films could give the answer away, and how the "
-                "official test films differ from the validation films the models were tuned on (`python -m core.audit data`).")
-    found = load_audit(root, stamp)
-    if found is None:
-        st.info("The dataset audit has not been computed for this folder yet. Run `python -m core.audit data` "
-                "(a few minutes on two cores) or compute it here.")
-        if st.button("Compute the dataset audit", key="dataset_audit_compute"):
-            with st.spinner("Reading every film, fitting the baselines and the domain classifier…"):
-                audit.dataset_audit(root)
-            load_audit.clear()
-            st.rerun(scope="fragment")
-        return
-    st.subheader("Trivial baselines: the film shrunk to a few grey squares")
-    baselines = pd.DataFrame(found["baselines"]).rename(columns={
-        "variant": "made from", "size": "thumbnail (px per side)", "features": "numbers per film",
-        "val_roc_auc": "ROC AUC (VALIDATION)", "test_roc_auc": "ROC AUC (TEST)"})
-    long = baselines.melt(id_vars=["made from", "thumbnail (px per side)"], value_vars=["ROC AUC (VALIDATION)", "ROC AUC (TEST)"],
-                          var_name="split", value_name="ROC AUC")
-    long["thumbnail"] = long["thumbnail (px per side)"].map(lambda side: f"{side}×{side}")
-    figure = px.bar(long, x="thumbnail", y="ROC AUC", color="split", barmode="group", facet_col="made from", text_auto=".2f",
-                    color_discrete_map={"ROC AUC (VALIDATION)": "#1971c2", "ROC AUC (TEST)": "#e8590c"})
-    figure.update_yaxes(range=[0.5, 1.0])
-    figure.for_each_annotation(lambda annotation: annotation.update(text=annotation.text.split("=")[-1]))
-    figure.update_layout(height=340, margin=dict(t=60, b=10), legend_title_text="", legend=dict(orientation="h", y=1.18))
-    st.plotly_chart(figure, width="stretch", key="audit_baselines_chart")
-    with st.expander("Baselines as a table"):
-        st.dataframe(baselines[[c for c in baselines.columns if not c.endswith("_n")]], hide_index=True, key="audit_baselines")
-    st.caption("Logistic regression on the grey pixels of the thumbnail, fitted on the train split. Made from: the "
-               "whole film; the film after histogram equalisation (global brightness and contrast removed); the central "
-               "half of each side only (lungs and mediastinum); the edges only (central half blacked out). A high "
-               "validation AUC from 16 numbers means coarse brightness and layout already separate the classes in the "
-               "training distribution: a model can score well there without reading the lungs.")
-    st.subheader("How the test films differ from the validation films")
-    domain = found.get("domain", {})
-    cols = st.columns(max(1, len(domain)))
-    for col, (subset, part) in zip(cols, domain.items()):
-        col.metric(f"Validation vs test, {'all films' if subset == 'all' else 'NORMAL films only'}: ROC AUC",
-                   f"{part['roc_auc']:.3f}", help=f"{part['model']}, {part['folds']}-fold cross-validation grouped by patient, "
-                   f"{part['n_validation']} validation and {part['n_test']} test films. 0.5 = indistinguishable.")
-    normal = domain.get("normal") or domain.get("all")
-    if normal:
-        profile = pd.DataFrame(normal["profile"])
-        profile["words"] = profile["statistic"].map(audit.statistic_words)
-        importance = {row["statistic"]: row["auc_drop"] for row in normal["importance"]}
-        profile.insert(2, "importance (AUC drop)", profile["statistic"].map(importance))
-        st.dataframe(profile.rename(columns={
-            "words": "statistic (plain words)", "median_val_normal": "median VAL NORMAL", "median_val_pneumonia": "median VAL PNEUMONIA",
-            "median_test_normal": "median TEST NORMAL", "median_test_pneumonia": "median TEST PNEUMONIA",
-            "auc_pneumonia_vs_normal_val": "AUC pneumonia vs normal (VAL)", "auc_test_normal_vs_val_normal": "AUC test vs val normals",
-            "test_normals_move_towards_pneumonia": "test normals move towards pneumonia"}),
-            hide_index=True, key="audit_profile")
-        st.caption("Top statistics of the domain classifier on NORMAL films (permutation importance: how much its "
-                   "held-out AUC drops when the statistic is shuffled). 'Move towards pneumonia' means the test normals "
-                   "differ from the validation normals in the same direction as validation pneumonia films do: on that "
-                   "statistic a healthy test film looks like a sick training film.")
-    correlations = found.get("score_correlations") or {}
-    if correlations:
-        st.dataframe(pd.DataFrame(correlations).rename(index=audit.statistic_words), key="audit_correlations")
-        st.caption("Spearman correlation, on the TEST NORMAL films, between each statistic and each model's stored "
-                   "score (predictions.csv): positive = healthy test films higher on the statistic get a higher "
-                   "pneumonia score.")
-    st.caption(f"Computed {found.get('computed', '')} in {found.get('seconds', 0):.0f} s.")
-
-
-def robustness_section() -> None:
-    st.subheader("Each model under acquisition changes (VALIDATION films)")
-    robustness = load_robustness(str(config.models_dir()))
-    if robustness.empty:
-        st.info("No model card carries an audit yet: run `python -m core.audit model models/<name> --write-card`.")
-    else:
-        st.dataframe(robustness, hide_index=True, key="audit_robustness")
-    st.caption(f"Goal: sensitivity and specificity at the model's threshold move by at most {perturbations.ROBUSTNESS_TOLERANCE:.2f} "
-               "under zoom in/out 15 %, shift 10 %, gamma 0.7/1.4, side padding and a black frame, on validation films. "
-               "The full table (blur, noise, contrast, bit depth too) and where each model's Grad-CAM sits are in its "
-               "model card (Model comparison page).")
-
-
-audit_section()
-robustness_section()
+dataset_ui.audit_section(root, stamp)
+dataset_ui.robustness_section()
 
 st.header("Image sizes")
 sizes = summary.size_counts

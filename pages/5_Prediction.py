@@ -2,98 +2,32 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
-from core import config, explain, guard as ood
-from core.imaging import inversion
+from core import config, explain
 from core import predict as scoring
-from core.imaging import decode_xray, resize_for_display, to_uint8
+from core.imaging import resize_for_display, to_uint8
 from core.lungs import masks as lung_evidence_view
-from ui import enter_through_app, load_scorer, lung_evidence, pacs, pick_model, read_sample
+from ui import enter_through_app, load_scorer, lung_evidence, operating_point, pacs, pick_model, read_sample
+from ui import prediction as prediction_ui
+from ui.prediction import at_threshold, deletion_figure, deletion_test, explain_image, load_guard, score_files
 
 enter_through_app(__file__)
 
 config.quiet_tensorflow()
-DISPLAY_SIDE = 1024
-"""Longest side (px) of the images drawn on the page; downloads keep the full resolution."""
-
-
-# ----------------------------------------------------------------------------------------- cached calls into core/
-@st.cache_resource(show_spinner=False)
-def load_guard(model_dir: str):
-    """The model's out-of-distribution calibration (None when it has none)."""
-    return ood.load_calibration(model_dir)
-
-
-@st.cache_data(show_spinner="Reading and scoring…", max_entries=32)
-def score_files(model_dir: str, files: tuple[tuple[str, bytes], ...], fix_inverted: bool = False) -> list[scoring.ImageResult]:
-    """Decode in memory, run the guard and score every file; bad files come back with the decoder's message.
-    With fix_inverted, films that look inverted are scored the right way up.
-
-    Keyed on the model and the files' bytes only, so every session uploading the same files shares one scoring, and
-    a new threshold re-scores nothing (the page applies it with `at_threshold`).
-    """
-    return scoring.score_uploads(load_scorer(model_dir), list(files), guard=True, calibration=load_guard(model_dir),
-                                 fix_inverted=fix_inverted)
-
-
-def model_input(model_dir: str, name: str, data: bytes, upright: bool):
-    """The model input of one file, turned the right way up when the guard did so for scoring."""
-    decoded = decode_xray(data, name=name)
-    return load_scorer(model_dir).prepare(inversion.invert(decoded) if upright else decoded)
-
-
-def at_threshold(results: list[scoring.ImageResult], threshold: float) -> list[scoring.ImageResult]:
-    """The same results, decided at `threshold` (copies: the cached ones are shared between sessions)."""
-    return [dataclasses.replace(result, threshold=threshold) for result in results]
-
-
-@st.cache_data(show_spinner="Computing the heatmap…", max_entries=64)
-def explain_image(model_dir: str, name: str, data: bytes, method: str, target: str, upright: bool = False):
-    """Heatmap (H, W) in [0, 1] at the model input resolution for one file."""
-    return explain.explain(load_scorer(model_dir).model, model_input(model_dir, name, data, upright), method=method, target=target)
-
-
-@st.cache_data(show_spinner="Testing the heatmap's faithfulness (one model pass per deletion step)…", max_entries=64)
-def deletion_test(model_dir: str, name: str, data: bytes, method: str, target: str, upright: bool = False):
-    """The deletion curve (log-odds of the explained class) of the heatmap of one file."""
-    scorer = load_scorer(model_dir)
-    heatmap = explain_image(model_dir, name, data, method, target, upright)
-    return explain.deletion_curve(scorer.predict_batch, model_input(model_dir, name, data, upright), heatmap, target=target,
-                                  logit_batch=explain.logit_function(scorer.model))
-
-
-def deletion_figure(curve) -> go.Figure:
-    """The deletion curve against the random-order reference."""
-    figure = go.Figure()
-    figure.add_scatter(x=curve.fractions, y=curve.scores, mode="lines+markers", name=f"highlighted first (mean change {curve.area:+.2f})")
-    figure.add_scatter(x=curve.fractions, y=curve.random_scores, mode="lines", name=f"random order (mean change {curve.random_area:+.2f})",
-                       line={"dash": "dash"})
-    figure.update_layout(height=300, margin={"l": 10, "r": 10, "t": 30, "b": 10}, legend={"orientation": "h", "y": -0.3},
-                         xaxis_title="fraction of pixels blurred", yaxis_title="log-odds of the explained class")
-    return figure
+DISPLAY_SIDE = 1024  # longest side (px) of the images drawn on the page; downloads keep the full resolution
 
 
 # ----------------------------------------------------------------------------------------- page
-st.title("🩻 Prediction")
+st.title("Prediction")
 st.caption("Score a chest X-ray with a trained model and see which regions drove the score. "
            "Uploads stay in memory; nothing is written to disk and DICOM patient tags are never read into the app.")
 
-operating_point = st.session_state.get("operating_point")
-site_point = st.session_state.get("site_operating_point") or {}
-# The model whose operating point was just chosen (Your site, else Threshold explorer), else the recommended one.
-entry = pick_model(key="prediction_model", default=site_point.get("model") or (operating_point or {}).get("model"))
+# The model of the operating point the user adopted (Threshold explorer, Your site), else the recommended one.
+entry = pick_model(key="prediction_model", default=(operating_point.adopted() or {}).get("model"))
 model_dir = str(entry.path)
-if site_point.get("model") == entry.name and st.toggle(
-        f"Use the site operating point ({site_point['threshold']:.3f}, from the Your site page)", value=True,
-        key="prediction_use_site_point", help=site_point.get("source")):
-    operating_point = site_point
-threshold, threshold_source = scoring.operating_threshold(entry.name, entry.card, operating_point)
-st.caption(f"Decision threshold **{threshold:.3f}**: {threshold_source}.")
+threshold, threshold_source = operating_point.show_in_force(entry)
 
 source = st.radio("Images", ["Upload files", "Real samples", "From PACS"], horizontal=True, key="prediction_source")
 if source == "From PACS":  # the hospital's archive: search, score, send the result back (ui/pacs.py)
@@ -131,7 +65,7 @@ for result in results:
 
 if len(results) > 1:
     st.subheader(f"Results for {len(results)} files ({len(scored)} scored, {len(results) - len(scored)} refused)")
-    table = pd.DataFrame([r.row() for r in results])
+    table = pd.DataFrame([r.row() for r in results]).rename(columns={"probability": "score"})
     if truths:
         table.insert(1, "known label", [truths.get(r.name, "") for r in results])
     st.dataframe(table, hide_index=True, width="stretch")
@@ -144,25 +78,25 @@ result = scored[0] if len(scored) == 1 else scored[[r.name for r in scored].inde
 data = dict(files)[result.name]
 
 st.subheader(result.name)
-col_score, col_decision = st.columns(2)
-col_score.metric("Probability of pneumonia", f"{result.probability:.3f}")
-col_decision.metric(f"Decision at threshold {threshold:.3f}", result.decision)
-if result.name in truths:
-    st.caption(f"Known label of this sample: **{truths[result.name]}**.")
-st.write(result.sentence)
-for note in result.metadata.get("notes", []):  # what decoding did: bit depth rescaled, DICOM encoding inferred, ...
-    st.info(note, icon="ℹ️")
+guard, upright = result.verdict, bool(result.metadata.get("inverted_by_guard"))
+prediction_ui.show_verdict(result, threshold, truths.get(result.name), entry)
 
-guard = result.verdict
-upright = bool(result.metadata.get("inverted_by_guard"))
-if guard.flagged:
-    st.warning(guard.message(), icon="⚠️")
-elif guard.every_check_passed:  # the only place that reassures: every check ran, the model's own included, and passed
-    st.caption("Out-of-distribution guard: every check passed; the image looks like the validation X-rays this model was checked on.")
-else:
-    st.info("The model-independent checks passed, but this model has no out-of-distribution calibration (no ood.npz; create it "
-            f"with `python -m core.guard {entry.path.relative_to(config.PROJECT_ROOT) if entry.path.is_relative_to(config.PROJECT_ROOT) else entry.path}`), "
-            "so it cannot be said that the image looks like the X-rays it was validated on.")
+
+def download_result(explanation: dict | None) -> None:
+    """The file's metadata, then its result as JSON (decision, threshold and its source, the guard's verdict)."""
+    with st.expander("File information (non-identifying)"):
+        st.json(result.metadata)
+    extra = {"known_label": truths.get(result.name), "explanation": explanation,
+             "out_of_distribution": {"status": guard.status, "flagged": guard.flagged, "reasons": list(guard.reasons),
+                                     "details": list(guard.details), "inverted": guard.inverted, "scored_upright": upright}}
+    st.download_button("Download this result (JSON)", scoring.result_json(result, model=entry.name, threshold_source=threshold_source,
+                                                                          extra=extra),
+                       file_name=f"{result.name}.json", mime="application/json")
+
+
+if result.withheld and not st.toggle("Show a heatmap anyway (of a score that means nothing here)", key="prediction_heatmap_anyway"):
+    download_result(None)
+    st.stop()
 
 methods = explain.available_methods(load_scorer(model_dir).model)
 if not methods:
@@ -173,7 +107,8 @@ method = col_method.selectbox("Explanation method", methods, format_func=explain
                               help="Grad-CAM is fast and the default; Score-CAM needs one model pass per channel (bounded).",
                               key=f"prediction_method_{entry.name}")
 target_label = col_target.radio("Explain the evidence for", list(config.CLASS_NAMES), horizontal=True,
-                                index=config.CLASS_NAMES.index(result.decision), key=f"prediction_target_{result.name}")
+                                index=config.CLASS_NAMES.index(result.decision) if result.decision in config.CLASS_NAMES else 1,
+                                key=f"prediction_target_{result.name}")
 if methods == ["smoothgrad"]:
     st.caption("This model has no convolutional layer, so only the pixel saliency (SmoothGrad) is available.")
 elif methods == ["gradcam"]:
@@ -218,13 +153,5 @@ else:
     st.caption("Replaces the most highlighted pixels step by step and checks that the score falls faster than when "
                "random pixels are replaced. Off until asked for (it stays on for your next images).")
 
-with st.expander("File information (non-identifying)"):
-    st.json(result.metadata)
-
-extra = {"known_label": truths.get(result.name),
-         "explanation": {"method": method, "target": target_label} | ({} if curve is None else {
-             "deletion_area": curve.area, "random_deletion_area": curve.random_area, "faithful": curve.faithful}),
-         "out_of_distribution": {"status": guard.status, "flagged": guard.flagged, "reasons": list(guard.reasons),
-                                 "details": list(guard.details), "inverted": guard.inverted, "scored_upright": upright}}
-st.download_button("Download this result (JSON)", scoring.result_json(result, model=entry.name, threshold_source=threshold_source, extra=extra),
-                   file_name=f"{result.name}.json", mime="application/json")
+download_result({"method": method, "target": target_label} | ({} if curve is None else {
+    "deletion_area": curve.area, "random_deletion_area": curve.random_area, "faithful": curve.faithful}))

@@ -33,7 +33,7 @@ def filter_images(model_dir: str, layer: str, filters: tuple[int, ...], steps: i
     return explain.filter_visualisations(load_scorer(model_dir).model, layer, filters, steps=steps)
 
 
-st.title("🧠 Activation maps")
+st.title("Activation maps")
 st.caption("Feature maps show where each filter of a layer fires on this X-ray; filter visualisations show the input "
            "pattern each filter responds to most (activation maximisation by gradient ascent).")
 

@@ -12,11 +12,11 @@ from core import config
 from core.models import registry
 from core import report as results_report
 from core import site as site_check
-from ui import enter_through_app, load_scorer, model_entries
+from ui import (choose_model, default_model_index, enter_through_app, load_scorer, model_entries,
+                operating_point, recommended_label, recommended_model_name)
 
 enter_through_app(__file__)
 
-SITE_POINT_KEY = "site_operating_point"
 SHOWN_METRICS = {"roc_auc": "ROC AUC", "recall": "Sensitivity", "specificity": "Specificity", "precision": "PPV",
                  "npv": "NPV", "accuracy": "Accuracy", "f1": "F1", "brier": "Brier (lower is better)"}
 
@@ -59,7 +59,7 @@ def curves_figure(result: dict) -> go.Figure:
     figure.update_yaxes(title_text="sensitivity", row=1, col=1)
     figure.update_xaxes(title_text="recall", row=1, col=2)
     figure.update_yaxes(title_text="precision", row=1, col=2)
-    figure.update_xaxes(title_text="mean predicted probability", row=1, col=3)
+    figure.update_xaxes(title_text="mean score (binned)", row=1, col=3)
     figure.update_yaxes(title_text="fraction with pneumonia", row=1, col=3)
     figure.update_layout(height=360, margin={"l": 10, "r": 10, "t": 40, "b": 10}, legend={"orientation": "h", "y": -0.25})
     return figure
@@ -80,19 +80,12 @@ def drift_figure(result: dict) -> go.Figure:
                                      marker_color=colours[(where, label)])
     figure.add_vline(x=result["threshold"], line_dash="dash", annotation_text="card threshold")
     figure.update_layout(barmode="overlay", height=340, margin={"l": 10, "r": 10, "t": 30, "b": 10},
-                         xaxis_title="probability of pneumonia", yaxis_title="share of films", legend={"orientation": "h", "y": -0.3})
+                         xaxis_title="pneumonia score", yaxis_title="share of films", legend={"orientation": "h", "y": -0.3})
     return figure
 
 
-def use_site_point(result: dict, site_name: str) -> None:
-    """Store the site operating point for the Prediction page, with where it came from."""
-    point = result["site_operating_point"]
-    st.session_state[SITE_POINT_KEY] = {"model": result["model"], "threshold": float(point["threshold"]),
-                                        "source": f"{point['source']}, site '{site_name}'", "page": "Your site"}
-
-
 # ----------------------------------------------------------------------------------------- page
-st.title("🏥 Your site")
+st.title("Your site")
 st.caption("Check the models on your own films before you trust them. Uploads stay in memory; DICOM patient tags are never "
            "read into the results. Thresholds and model choices made elsewhere in this app come from the training "
            "hospital's validation films; this page shows how they hold at yours.")
@@ -131,7 +124,9 @@ with validate_tab:
 
             names = [r["model"] for r in report.results]
             labels = {r["model"]: r["display_name"] for r in report.results}
-            chosen = st.selectbox("Look at one model in detail", names, format_func=labels.get, key="site_model")
+            recommended = recommended_model_name()
+            chosen = st.selectbox("Look at one model in detail", names, index=default_model_index(names), key="site_model",
+                                  format_func=lambda n: recommended_label(labels[n]) if n == recommended else labels[n])
             result = outcome["results"][chosen]
             if result["adaptation"]:
                 st.warning(result["adaptation"], icon="⚠️")
@@ -175,11 +170,8 @@ with validate_tab:
                     entry = point["metrics"][key]
                     cols[i].metric(f"{SHOWN_METRICS[key]} (evaluation half)", f"{entry['value']:.3f}")
                     cols[i].caption(f"95% CI {entry['ci_low']:.3f}–{entry['ci_high']:.3f} · width {entry['ci_width']:.3f}")
-                st.button("Use this site operating point on the Prediction page", key="site_use_point", on_click=use_site_point,
-                          args=(result, report.site))
-                current = st.session_state.get(SITE_POINT_KEY) or {}
-                if current.get("model") == chosen:
-                    st.caption(f"The Prediction page offers threshold {current['threshold']:.3f} for this model ({current['source']}).")
+                operating_point.adopt_button(registry.get_model(result["model"], config.models_dir()), point["threshold"],
+                                             f"{point['source']}, site '{report.site}'", "Your site", key="site_use_point")
             left, right = st.columns(2)
             left.download_button("Download the site results (JSON)", site_check.json_bytes(report), file_name=f"site-{report.site}.json",
                                  mime="application/json", key="site_download")
@@ -201,8 +193,7 @@ with adapt_tab:
         st.info("No model to adapt; train the shipped models with `make models`.")
     else:
         left, right = st.columns(2)
-        source_name = left.selectbox("Model", [e.name for e in ready], format_func={e.name: e.display_name for e in ready}.get,
-                                     key="adapt_model")
+        source_name = choose_model("Model", ready, key="adapt_model", container=left).name
         methods = right.multiselect("Methods", list(site_check.ADAPTATION_METHODS), default=["adabn"], key="adapt_methods")
         site_name = st.text_input("Site name (the new model is <model>-adapted-<site name>)", key="adapt_site_name")
         if st.button("Write the adapted model", key="adapt_run", disabled=adapt_upload is None or not methods or not site_name):

@@ -142,7 +142,7 @@ def test_pages_never_show_log_or_write_patient_tags(guarded_models_root: Path, s
             at.run()
             assert not at.exception, at.exception
             texts.append(_element_text(at))
-        assert any(m.label == "Probability of pneumonia" for m in at.metric)  # the image was really scored
+        assert any(m.label == "Pneumonia score" for m in at.metric)  # the image was really scored
         assert any("sr.dcm" in t and "Pixel Data" in t for t in texts)  # and the pixel-less one really refused
         at.switch_page("pages/6_Activation_maps.py")
         at.run()

@@ -13,6 +13,7 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 from core import config
 from core.models import registry
 from core import predict as scoring
+from core.report import RECOMMENDED_MARK, recommended_label  # noqa: F401  (how every model list marks the recommended one)
 
 APP_SHELL_KEY = "app_shell"
 """Session-state flag set by streamlit_app.py on every run: the navigation and the sidebar are in place."""
@@ -150,6 +151,43 @@ def read_sample(path: str) -> bytes:
         return handle.read()
 
 
+
+
+def model_label(entry: registry.ModelEntry, recommended: str | None = None) -> str:
+    """The name a person reads for a model: its display name, marked when it is the recommended one."""
+    recommended = recommended_model_name() if recommended is None else recommended
+    return recommended_label(entry.display_name) if entry.name == recommended else entry.display_name
+
+
+def default_model_index(names: list[str], *, remembered: str | None = None, avoid: str | None = None) -> int:
+    """Index of the model a picker starts on: `remembered` (this session's last choice) if listed, else the recommended
+    model, else the first; `avoid` (e.g. the other side of a pair) is skipped when another model exists."""
+    candidates = [n for n in names if n != avoid] or list(names)
+    if remembered in candidates:
+        return names.index(remembered)
+    recommended = recommended_model_name()
+    if recommended in candidates:
+        return names.index(recommended)
+    return names.index(candidates[0]) if candidates else 0
+
+
+def choose_model(label: str, entries: list[registry.ModelEntry], *, key: str, container=None,
+                 avoid: str | None = None, help: str | None = None) -> registry.ModelEntry:
+    """A model select box over `entries` starting on the recommended model (marked ★), remembered per page key for
+    the session (widget state is dropped when the user leaves a page)."""
+    names = [entry.name for entry in entries]
+    recommended = recommended_model_name()
+    labels = {entry.name: model_label(entry, recommended) for entry in entries}
+    memory = f"{key}__chosen"
+    if key not in st.session_state:
+        st.session_state[key] = names[default_model_index(names, remembered=st.session_state.get(memory), avoid=avoid)]
+    elif st.session_state[key] not in names:
+        st.session_state[key] = names[default_model_index(names, avoid=avoid)]
+    chosen = (container or st).selectbox(label, names, format_func=labels.get, key=key, help=help)
+    st.session_state[memory] = chosen
+    return entries[names.index(chosen)]
+
+
 def pick_model(*, key: str, default: str | None = None) -> registry.ModelEntry:
     """A model select box over the usable models (``default`` first selected, else the recommended model), the unusable
     ones listed with their reason.
@@ -165,11 +203,9 @@ def pick_model(*, key: str, default: str | None = None) -> registry.ModelEntry:
                    "(or `python train.py`) and reload this page.")
         st.stop()
     names = [entry.name for entry in models]
-    if default not in names:
-        default = recommended_model_name()
-    chosen = st.selectbox("Model", names, index=names.index(default) if default in names else 0,
-                          format_func=lambda name: models[names.index(name)].display_name, key=key)
-    entry = models[names.index(chosen)]
+    if default in names and key not in st.session_state:
+        st.session_state[f"{key}__chosen"] = default
+    entry = choose_model("Model", models, key=key)
     try:
         load_scorer(str(entry.path))
     except ValueError as error:  # registry.ModelUnavailableError, or a card that does not match its model

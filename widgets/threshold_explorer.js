@@ -139,7 +139,7 @@ function drawFigures(st, data) {
 
   const hist = data.histogram;
   const top = Math.max(1, ...hist.normal, ...hist.pneumonia) * 1.05;
-  const h = panel(st.figures, data.titles.histogram, "Predicted probability of pneumonia", "Images", r, [0, top]);
+  const h = panel(st.figures, data.titles.histogram, "Pneumonia score", "Images", r, [0, top]);
   for (const [series, cls] of [[hist.normal, "tx-bar-normal"], [hist.pneumonia, "tx-bar-pneumonia"]]) {
     series.forEach((count, i) => {
       if (!count) return;

@@ -12,6 +12,7 @@ import importlib.util
 import json
 import logging
 import math
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -192,12 +193,13 @@ def load_card(entry: ModelEntry | Path | str) -> dict:
 
 
 def load_card_markdown(entry: ModelEntry | Path | str) -> str | None:
-    """The human-readable card.md, or None when the folder has none."""
+    """The human-readable card.md for showing, without its HTML comments (section markers), or None when absent."""
     path = _folder(entry) / CARD_MD_FILE
     try:
-        return path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8")
     except (FileNotFoundError, UnicodeDecodeError):
         return None
+    return re.sub(r"[ \t]*<!--.*?-->[ \t]*\n?", "", text, flags=re.DOTALL)
 
 
 def load_predictions(entry: ModelEntry | Path | str, split: str | None = None) -> pd.DataFrame:

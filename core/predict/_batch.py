@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from core.guard import scope
 from core.models.scorer import Scorer, decision_label
 
 logger = logging.getLogger(__name__)
@@ -31,8 +32,11 @@ def _batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 
 def score_files(scorer: Scorer, files: Iterable[Path], *, threshold: float | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
                 heatmap_dir: Path | None = None, guard: bool = True, calibration: Any = None,
-                fix_inverted: bool = False) -> Iterator[dict]:
+                fix_inverted: bool = False, raw_scores: bool = False) -> Iterator[dict]:
     """One CSV row (dict over CSV_COLUMNS) per file, decoding and scoring `batch_size` files at a time.
+
+    A film the guard finds outside the models' scope (core.guard.scope) gets decision WITHHELD, no score and no heatmap
+    (its raw, meaningless score and heatmap only with raw_scores=True).
 
     With guard=True (default) each scored row has the guard's verdict and reasons (core.guard.assess_many with the
     model's `calibration`, or None: model-independent checks only); with fix_inverted, films that look inverted
@@ -76,13 +80,18 @@ def score_files(scorer: Scorer, files: Iterable[Path], *, threshold: float | Non
             good = [(row, image) for (row, _), image in zip(good, images)]
             for (row, _), verdict in zip(good, verdicts):
                 row.update(verdict.row())
+                row["_withheld"] = scope.out_of_scope(verdict)
         if good:
             inputs = np.stack([scorer.prepare(decoded) for _, decoded in good])
             probabilities = scorer.predict_batch(inputs)
             cams = explainer.heatmaps(inputs) if explainer is not None else None  # one backward pass per batch
             for index, ((row, decoded), probability) in enumerate(zip(good, probabilities)):
-                row.update(probability=f"{float(probability):.6f}", decision=decision_label(float(probability), threshold))
-                if cams is not None:
+                withheld = row.pop("_withheld", False)
+                if withheld:
+                    row.update(probability=f"{float(probability):.6f}" if raw_scores else "", decision=scope.WITHHELD)
+                else:
+                    row.update(probability=f"{float(probability):.6f}", decision=decision_label(float(probability), threshold))
+                if cams is not None and (raw_scores or not withheld):  # no heatmap of a meaningless score unless asked
                     row["heatmap"] = str(_write_heatmap(cams[index], decoded.pixels, Path(row["file"]), heatmap_dir))
         yield from rows
 

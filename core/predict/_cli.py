@@ -26,6 +26,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--fix-inverted", action="store_true",
                         help="score films that look inverted (negative: white lungs) the right way up; by default they are "
                              "scored as they are and flagged 'inverted' in the guard columns")
+    parser.add_argument("--raw-scores", action="store_true",
+                        help="also write the raw score (and heatmap) of films outside the models' scope (not a paediatric chest "
+                             "film; their decision is WITHHELD): it is meaningless, kept only for auditing")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
@@ -53,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         writer.writeheader()
         rows = score_files(scorer, files, threshold=args.threshold, batch_size=args.batch_size,
                            heatmap_dir=Path(args.heatmaps) if args.heatmaps else None, calibration=calibration,
-                           fix_inverted=args.fix_inverted)
+                           fix_inverted=args.fix_inverted, raw_scores=args.raw_scores)
         for row in tqdm(rows, total=len(files), unit="image", desc=f"Scoring with {scorer.name}"):
             writer.writerow(row)
             counts[row["status"]] += 1

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from core import config
+from core.guard import scope
 from core.models.scorer import Scorer, decision_label, plain_sentence
 
 
@@ -27,19 +28,30 @@ class ImageResult:
     verdict: Any = None  # core.guard.GuardVerdict of the film as scored (None: the guard did not run)
 
     @property
+    def withheld(self) -> bool:
+        """True when the guard says the film is not a paediatric chest film: no decision, the score means nothing."""
+        return self.probability is not None and scope.out_of_scope(self.verdict)
+
+    @property
     def decision(self) -> str:
-        """'PNEUMONIA' or 'NORMAL' at the threshold, '' when the file could not be scored."""
-        return "" if self.probability is None else decision_label(self.probability, self.threshold)
+        """'PNEUMONIA' or 'NORMAL' at the threshold, 'WITHHELD' outside the models' scope, '' when not scored."""
+        if self.probability is None:
+            return ""
+        return scope.WITHHELD if self.withheld else decision_label(self.probability, self.threshold)
 
     @property
     def sentence(self) -> str:
-        """The plain-language sentence (or the error)."""
-        return self.error if self.probability is None else plain_sentence(self.probability, self.threshold)
+        """The plain-language sentence (or the error, or why the decision is withheld)."""
+        if self.probability is None:
+            return self.error
+        return scope.withheld_message(self.verdict) if self.withheld else plain_sentence(self.probability, self.threshold)
 
-    def row(self) -> dict:
-        """A flat row for a results table / CSV (no pixels; metadata is already non-identifying)."""
+    def row(self, *, raw_scores: bool = False) -> dict:
+        """A flat row for a results table / CSV (no pixels; metadata is already non-identifying); a withheld film's
+        score is left out unless `raw_scores`."""
+        shown = self.probability is not None and (raw_scores or not self.withheld)
         return {"file": self.name, "status": self.status,
-                "probability": None if self.probability is None else round(self.probability, 6),
+                "probability": round(self.probability, 6) if shown else None,
                 "decision": self.decision, "threshold": round(self.threshold, 6), "error": self.error,
                 "width": self.metadata.get("width"), "height": self.metadata.get("height"), "format": self.metadata.get("format"),
                 **(self.verdict.row() if self.verdict is not None else {})}
@@ -121,7 +133,10 @@ def gallery(data_root: str | Path | None = None, *, per_class: int = 3) -> list[
 
 def result_json(result: ImageResult, *, model: str, threshold_source: str, extra: dict | None = None) -> str:
     """The result of one file as a JSON document (no pixels, no patient data)."""
-    payload = {"file": result.name, "model": model, "status": result.status, "probability_pneumonia": result.probability,
+    payload = {"file": result.name, "model": model, "status": result.status,
+               "probability_pneumonia": None if result.withheld else result.probability,
                "threshold": result.threshold, "threshold_source": threshold_source, "decision": result.decision,
                "sentence": result.sentence, "error": result.error or None, "metadata": result.metadata, **(extra or {})}
+    if result.withheld:  # the score of a film outside the models' scope is not a probability of anything
+        payload["raw_score_meaningless"] = result.probability
     return json.dumps(payload, indent=2, default=lambda value: value.item() if hasattr(value, "item") else str(value))

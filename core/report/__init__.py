@@ -52,8 +52,11 @@ from core.report._picking import (  # noqa: F401
 from core.report._recommendation import (  # noqa: F401
     RECOMMENDATION_TIE,
     rank_models,
+    RECOMMENDED_MARK,
+    ranking_display,
     recommend_model,
     recommendation_reason,
+    recommended_label,
     recommended_name,
     validation_robustness,
     warm_landing_page,

@@ -29,9 +29,9 @@ class NaturalFrequencies:
         """The two plain sentences (rounded to whole children), naming the split and the 95% CI."""
         split = SPLIT_NAMES.get(self.split, self.split.upper())
         return (
-            f"Of 100 children with pneumonia, it flags {self.caught:.0f} "
+            f"Of 100 X-rays showing pneumonia, it flags {self.caught:.0f} "
             f"(95% CI {self.caught_low:.0f}–{self.caught_high:.0f}; {split} split, {self.n_pneumonia} X-rays with pneumonia).",
-            f"Of 100 children without pneumonia, it wrongly flags {self.false_alarms:.0f} "
+            f"Of 100 X-rays without pneumonia, it wrongly flags {self.false_alarms:.0f} "
             f"(95% CI {self.false_alarms_low:.0f}–{self.false_alarms_high:.0f}; {split} split, {self.n_normal} X-rays without).",
         )
 

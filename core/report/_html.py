@@ -168,14 +168,14 @@ def build_report(
     add(f"<p>{_esc(how)} The test split played no part in the choice. It flags an X-ray when its score is at least "
         f"<b>{chosen.threshold:.3f}</b>, a threshold chosen on the validation split ({_esc(chosen.threshold_rule)}).</p>")
 
-    add(f"<h2>3. What that means for 100 children ({split_name} split)</h2>")
+    add(f"<h2>3. What that means per 100 X-rays ({split_name} split)</h2>")
     sick, healthy = freq.sentences()
     add("<div class='row'>")
     add(f"<div><p class='big'>{_esc(sick)}</p>{icon_array_html(freq.caught, colour='#1a7f37', label='green = pneumonia flagged; grey = missed')}</div>")
     add(f"<div><p class='big'>{_esc(healthy)}</p>{icon_array_html(freq.false_alarms, colour='#d1242f', label='red = false alarm; grey = correctly not flagged')}</div>")
     add("</div>")
     add(f"<p>{_esc(PUBLISHED_BASELINE)}</p>")
-    add(f"<p class='muted'>Counts are per 100 children in each group, from the {split_name} split; intervals are 95% bootstrap "
+    add(f"<p class='muted'>Counts are per 100 X-rays in each group (a child can have several), from the {split_name} split; intervals are 95% bootstrap "
         f"confidence intervals ({n_resamples} resamples over the test images). How many flagged children really have pneumonia "
         "(PPV) depends on how common pneumonia is where the tool is used.</p>")
 
@@ -211,7 +211,7 @@ def build_report(
         add(site_section_html(site))
 
     add("<h2>6. Limitations</h2><ul>")
-    for item in (*LIMITATIONS, *[str(x) for x in chosen.card.get("limitations", []) if str(x) not in LIMITATIONS]):
+    for item in LIMITATIONS:  # the card's own list (in its section) restates the same points
         add(f"<li>{_esc(item)}</li>")
     add("</ul>")
 

@@ -117,6 +117,35 @@ def recommendation_reason(ranking: pd.DataFrame, name: str) -> str:
     )
 
 
+RECOMMENDED_MARK = "★ recommended"
+"""How every model list marks the recommended model, in front so that a narrow column still shows it."""
+
+
+def recommended_label(display_name: str) -> str:
+    """'★ recommended · <display name>': the recommended model as every list names it."""
+    return f"{RECOMMENDED_MARK} · {display_name}"
+
+
+def ranking_display(ranking: pd.DataFrame) -> pd.DataFrame:
+    """The ranking as a person reads it: display names (the recommended one marked), numbers as text, and words where
+    a number was not measured (no empty or None cells)."""
+    recommended = recommended_name(ranking) if not ranking.empty else None
+
+    def number(value: object) -> str:
+        return "not measured" if value is None or pd.isna(value) else f"{float(value):.4f}"
+
+    def robust(value: object) -> str:
+        return "not audited" if value is None or pd.isna(value) else ("passes" if bool(value) else "fails")
+
+    return pd.DataFrame({
+        "Model": [recommended_label(d) if m == recommended else d for m, d in zip(ranking["model"], ranking["display_name"])],
+        "ROC AUC (VALIDATION)": [number(v) for v in ranking["val_roc_auc"]],
+        "ROC AUC (VALIDATION, perturbed views)": [number(v) for v in ranking["val_views_roc_auc"]],
+        "Robustness audit (VALIDATION)": [robust(v) for v in ranking.get("val_robust", pd.Series([None] * len(ranking)))],
+        "Threshold (chosen on VALIDATION)": [f"{float(v):.3f}" for v in ranking["threshold"]],
+    })
+
+
 def recommend_model(models_dir: str | Path) -> registry.ModelEntry:
     """The recommended model, chosen on validation only (see the module docstring); ValueError when there is none."""
     ranking = rank_models(models_dir)

@@ -16,7 +16,7 @@ DATA_LICENCE_URL = "https://creativecommons.org/licenses/by/4.0/"
 
 PUBLISHED_BASELINE = (
     "For reference, Kermany et al. (Cell, 2018) report on the same 624 test images: accuracy 92.8%, sensitivity 93.2% "
-    "(93 of 100 children with pneumonia flagged), specificity 90.1% (10 of 100 without wrongly flagged), ROC AUC 0.968."
+    "(93 of 100 X-rays with pneumonia flagged), specificity 90.1% (10 of 100 without wrongly flagged), ROC AUC 0.968."
 )
 INTENDED_USE = (
     "Decision support for research and teaching: the tool scores paediatric chest X-rays (children aged one to five, "
@@ -33,8 +33,11 @@ LIMITATIONS = (
     "a correct reason.",
     "Confidence intervals resample images, not patients, so they are slightly too narrow where a child contributed "
     "several images.",
-    "Bacterial and viral pneumonia are one class here; the tool says nothing about other findings.",
+    "Bacterial and viral pneumonia are one class here; other findings (effusion, tuberculosis, devices) are not "
+    "recognised and may be called either way.",
+    "Not a medical device: not cleared or approved for clinical use.",
 )
+"""The report's and the Overview's limitations, one point each (a model card's own list says the same in its words)."""
 
 GLOSSARY: tuple[tuple[str, str], ...] = (
     ("Sensitivity (recall)", "Of the children who have pneumonia, the share the tool flags. High sensitivity = few missed cases."),
@@ -42,6 +45,9 @@ GLOSSARY: tuple[tuple[str, str], ...] = (
     ("PPV (precision)", "Of the X-rays the tool flags, the share that really show pneumonia. Depends on how common pneumonia is where the tool is used."),
     ("NPV", "Of the X-rays the tool does not flag, the share that really are free of pneumonia. Also depends on how common pneumonia is."),
     ("ROC AUC", "The chance that the tool scores a random child with pneumonia higher than a random child without: 0.5 is a coin toss, 1.0 is perfect. It does not depend on the threshold."),
+    ("Score", "The model's output for an X-ray, between 0 and 1: higher means more signs of pneumonia. It is not the "
+              "chance that the child has pneumonia (the calibration plot on the Model comparison page shows the scores "
+              "are overconfident); what counts is which side of the threshold it falls on."),
     ("Threshold", "The score above which an X-ray is flagged. Lower thresholds catch more cases but raise more false alarms. Ours is chosen on validation images, never on the test images."),
     ("Grad-CAM", "A heatmap of the regions of the image that pushed the model's score towards pneumonia (red = strongest). It explains the model, not the disease."),
     ("95% confidence interval", "The range the true value plausibly lies in, given how many test images there are (bootstrap over the test images)."),

@@ -46,8 +46,8 @@ def _expected(root: Path, model: str, split: str) -> dict[str, float]:
     pred = s >= t
     return {
         "Accuracy": skm.accuracy_score(y, pred),
-        "Precision (PPV)": skm.precision_score(y, pred),
-        "Recall (sensitivity)": skm.recall_score(y, pred),
+        "PPV (precision)": skm.precision_score(y, pred),
+        "Sensitivity": skm.recall_score(y, pred),
         "Specificity": skm.recall_score(y, pred, pos_label=0),
         "F1": skm.f1_score(y, pred),
         "ROC AUC": skm.roc_auc_score(y, s),
@@ -64,7 +64,8 @@ def test_table_values_match_sklearn_at_each_models_validation_threshold(models_r
     assert f"Metrics on the {name} split" in at.subheader[0].value
     table = at.dataframe[0].value
     table = table[~table["Model"].str.contains(references.PUBLISHED_MARK, regex=False)]  # published rows: see below
-    assert list(table["Model"]) == ["Fixture alpha", "Fixture beta"]
+    assert list(table["Model"]) == ["★ recommended · Fixture alpha", "Fixture beta"]  # the recommended model, marked
+    table = table.assign(Model=table["Model"].str.replace("★ recommended · ", "", regex=False))
     for model in ("alpha", "beta"):
         row = table[table["Model"] == f"Fixture {model}"].iloc[0]
         for column, value in _expected(models_root, model, split).items():
@@ -115,14 +116,14 @@ def test_published_rows_follow_ours_on_test_marked_and_never_ranked(models_root:
     table = at.dataframe[0].value
     published = table[table["Model"].str.contains(references.PUBLISHED_MARK, regex=False)]
     ours = table[~table.index.isin(published.index)]
-    assert list(ours["Model"]) == ["Fixture alpha", "Fixture beta"]
+    assert list(ours["Model"]) == ["★ recommended · Fixture alpha", "Fixture beta"]
     assert published.index.min() > ours.index.max(), "published rows come after ours"
     assert len(published) == len(references.PUBLISHED_RESULTS)
     kermany = published.iloc[0]
     assert kermany["Model"].startswith("Kermany et al. 2018")
-    assert (kermany["Accuracy"], kermany["Recall (sensitivity)"], kermany["Specificity"], kermany["ROC AUC"]) == (
+    assert (kermany["Accuracy"], kermany["Sensitivity"], kermany["Specificity"], kermany["ROC AUC"]) == (
         "0.928", "0.932", "0.901", "0.968")
-    assert kermany["Precision (PPV)"] == "—" and "same films as here" in kermany["Evaluated on"]
+    assert kermany["PPV (precision)"] == "—" and "same films as here" in kermany["Evaluated on"]
     assert "another dataset" in published.iloc[-1]["Evaluated on"]
     # Kermany's AUC beats both fixtures, yet the best-per-column caption only ever names our models.
     assert float(kermany["ROC AUC"]) > max(_expected(models_root, m, "test")["ROC AUC"] for m in ("alpha", "beta"))

@@ -119,9 +119,9 @@ def test_overview_shows_the_recommended_model_and_its_natural_frequencies(page, 
     assert f"### {expected['display_name']}" in text
     assert expected["reason"] in text
     values = {m.label: m.value for m in page.metric}
-    assert values["Of 100 children WITH pneumonia, it flags"] == expected["caught"]
-    assert values["Of 100 children WITHOUT pneumonia, it wrongly flags"] == expected["false_alarms"]
-    assert f"Of 100 children with pneumonia, it flags {expected['caught']} " in text
+    assert values["Of 100 X-rays WITH pneumonia, it flags"] == expected["caught"]
+    assert values["Of 100 X-rays WITHOUT pneumonia, it wrongly flags"] == expected["false_alarms"]
+    assert f"Of 100 X-rays showing pneumonia, it flags {expected['caught']} " in text
     assert "TEST split" in text and "95% CI" in text
     index = data.load_index(data_root)
     assert f"**{len(index):,} X-rays** of **{index['patient'].nunique():,} children**" in text
@@ -162,7 +162,7 @@ def test_overview_with_an_unreadable_dataset_folder_explains_and_keeps_the_model
     assert not at.exception, at.exception
     assert any("cannot be read" in w.value for w in at.warning)
     expected = _expected(models_root)
-    assert {m.label: m.value for m in at.metric}["Of 100 children WITH pneumonia, it flags"] == expected["caught"]
+    assert {m.label: m.value for m in at.metric}["Of 100 X-rays WITH pneumonia, it flags"] == expected["caught"]
     assert not at.get("image")
     assert [b for b in at.get("download_button") if b.proto.disabled]
 

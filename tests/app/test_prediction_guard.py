@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -42,14 +43,14 @@ def _texts(at: AppTest) -> list[str]:
 def test_negative_film_is_called_inverted_and_can_be_scored_the_right_way_up(models_root: Path) -> None:
     scorer = predict.load_scorer(models_root / "tiny_cnn")
     at = _upload(open_page(PAGE, timeout=60), NEGATIVE)
-    assert any("looks inverted (white lungs, dark bones)" in w.value for w in at.warning)
+    # Inverted, it is unlike any chest film the model knows: no decision, the inversion named first, a way to fix it.
+    assert at.error[0].value.startswith("No decision") and "looks inverted (white lungs, dark bones)" in at.error[0].value
     assert not any(REASSURANCE in t for t in _texts(at))
-    negative = decode_xray(FIELD_CASES / NEGATIVE)
-    assert next(m.value for m in at.metric if m.label.startswith("Probability")) == f"{scorer.probability(negative):.3f}"
+    assert next(m.value for m in at.metric if m.label == "Decision") == "Withheld"
     at.checkbox(key="prediction_fix_inverted").check().run()
     assert not at.exception, at.exception
-    upright = inversion.invert(negative)
-    assert next(m.value for m in at.metric if m.label.startswith("Probability")) == f"{scorer.probability(upright):.3f}"
+    upright = inversion.invert(decode_xray(FIELD_CASES / NEGATIVE))
+    assert next(m.value for m in at.metric if m.label.startswith("Pneumonia score")) == f"{scorer.probability(upright):.3f}"
     assert any(inversion.INVERTED_NOTE in i.value for i in at.info)
     assert not any("looks inverted" in w.value for w in at.warning)
 
@@ -66,6 +67,10 @@ def test_results_table_has_the_guard_columns_and_flags_adult_and_extremity(model
     assert "inverted" not in table.loc[EXTREMITY, "guard_reasons"]  # a bright background alone is not a negative chest film
     # the tiny fixture model has no ood.npz: a film passing the model-independent checks is never called in-distribution
     assert table.loc["normal.jpeg", "guard"] == "passed the checks that ran"
+    # Outside the models' scope: the decision column says so and the score column is empty (raw score on request only).
+    for name in (ADULT, EXTREMITY, NEGATIVE):
+        assert table.loc[name, "decision"] == "WITHHELD" and pd.isna(table.loc[name, "score"]), name
+    assert table.loc["normal.jpeg", "decision"] in ("NORMAL", "PNEUMONIA") and 0 <= table.loc["normal.jpeg", "score"] <= 1
     for name in (ADULT, EXTREMITY, "normal.jpeg"):
         at.selectbox(key="prediction_detail").set_value(name).run()
         assert not at.exception, at.exception

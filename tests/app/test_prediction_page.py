@@ -43,15 +43,25 @@ def test_shown_probability_is_the_models_own_for_each_class_and_the_dicom(models
                                                                           samples_dir: Path) -> None:
     scorer = predict.load_scorer(models_root / "tiny_cnn")
     at = _open_page()
-    for path in (data_root / NORMAL_FILE, data_root / PNEUMONIA_FILE, samples_dir / "RG1_UNCI.dcm"):
+    for path in (data_root / NORMAL_FILE, data_root / PNEUMONIA_FILE):
         data = path.read_bytes()
         _upload(at, (path.name, data))
         expected = scorer.probability(decode_xray(data, name=path.name))
-        assert _metric(at, "Probability of pneumonia") == f"{expected:.3f}"
+        assert _metric(at, "Pneumonia score") == f"{expected:.3f}"
         assert _metric(at, "Decision at threshold 0.500") == predict.decision_label(expected, 0.5)
         assert not at.error
         assert len(at.get("download_button")) == 2  # overlay PNG and result JSON
         assert any("deletion" in m.value for m in at.markdown)
+    # An adult's film (the DICOM) is outside what the models know: no decision, the raw score only on request.
+    dicom = (samples_dir / "RG1_UNCI.dcm").read_bytes()
+    _upload(at, ("RG1_UNCI.dcm", dicom))
+    assert _metric(at, "Decision") == "Withheld" and not any(m.label.startswith("Pneumonia score") for m in at.metric)
+    assert at.error[0].value.startswith("No decision") and len(at.get("download_button")) == 1  # the JSON, no overlay
+    raw = scorer.probability(decode_xray(dicom, name="RG1_UNCI.dcm"))
+    assert not any(f"{raw:.3f}" in c.value for c in at.caption)
+    at.toggle(key="prediction_raw_score").set_value(True).run()
+    assert any(f"Raw model output {raw:.3f}" in c.value and "not a score of pneumonia" in c.value for c in at.caption)
+    _upload(at, (Path(PNEUMONIA_FILE).name, (data_root / PNEUMONIA_FILE).read_bytes()))
     # The deletion test runs on demand (one model pass per step), then stays on for the next images.
     assert not any(s.value.startswith(("Faithful", "Weakly", "Not faithful", "The model gives")) for s in [*at.success, *at.warning])
     at.toggle(key="prediction_deletion").set_value(True).run()
@@ -68,7 +78,7 @@ def test_bad_uploads_show_the_decoders_message_and_the_next_good_upload_works(mo
         assert len(at.error) == 1 and name in at.error[0].value and words in at.error[0].value
         assert "Traceback" not in at.error[0].value and not at.metric
     _upload(at, ("good.jpeg", good))
-    assert not at.error and _metric(at, "Probability of pneumonia")
+    assert not at.error and _metric(at, "Pneumonia score")
 
 
 def test_several_files_give_a_table_with_per_file_errors(models_root: Path, data_root: Path) -> None:
@@ -79,7 +89,7 @@ def test_several_files_give_a_table_with_per_file_errors(models_root: Path, data
     assert list(table["file"]) == ["a.jpeg", "broken.png", "b.jpeg"]
     assert list(table["status"]) == ["ok", "error", "ok"]
     assert table.loc[1, "error"] and table.loc[0, "error"] == ""
-    assert table.loc[2, "probability"] == pytest.approx(scorer.probability(decode_xray(pneumonia)), abs=1e-6)
+    assert table.loc[2, "score"] == pytest.approx(scorer.probability(decode_xray(pneumonia)), abs=1e-6)
     assert len(at.error) == 1 and "broken.png" in at.error[0].value
     labels = [b.label for b in at.get("download_button")]
     assert "Download the results (CSV)" in labels
@@ -92,8 +102,15 @@ def test_threshold_from_the_threshold_page_is_used_and_named(models_root: Path) 
     at.run()
     at.radio(key="prediction_source").set_value("Real samples").run()
     assert not at.exception, at.exception
-    assert any("Threshold explorer" in c.value and "0.900" in c.value for c in at.caption)
+    assert any("Threshold explorer" in i.value and "0.900" in i.value and "max F1 on val" in i.value for i in at.info)
     assert any(m.label == "Decision at threshold 0.900" for m in at.metric)
+    # One click goes back to the model's own threshold, and says so.
+    own = predict.load_scorer(models_root / "tiny_cnn").threshold
+    at.button(key="prediction_back_to_own").click().run()
+    assert not at.exception, at.exception
+    assert "operating_point" not in at.session_state
+    assert any(m.label == f"Decision at threshold {own:.3f}" for m in at.metric)
+    assert any("the model's own" in c.value for c in at.caption)
 
 
 @pytest.mark.parametrize("method", ["gradcam++", "scorecam", "smoothgrad"])
@@ -135,7 +152,7 @@ def test_opacity_and_threshold_changes_recompute_nothing_and_sessions_share_work
     assert calls == after_upload
     other = _upload(_open_page(), ("first.jpeg", data))  # another session, same file
     assert calls == after_upload
-    assert _metric(other, "Probability of pneumonia") == _metric(at, "Probability of pneumonia")
+    assert _metric(other, "Pneumonia score") == _metric(at, "Pneumonia score")
     other.session_state["operating_point"] = {"model": "tiny_cnn", "threshold": 0.99, "source": "test"}
     other.run()
     assert calls == after_upload and any(m.label == "Decision at threshold 0.990" for m in other.metric)

@@ -68,6 +68,15 @@ def _metric(at: AppTest, label: str) -> str:
     return _server_numbers(at)[key]
 
 
+COUNT_ROWS = ("Correctly cleared (true negatives)", "False alarms (false positives)", "Pneumonia missed (false negatives)",
+              "Pneumonia caught (true positives)")
+
+
+def _all_numbers(at: AppTest) -> pd.DataFrame:
+    """The 'All numbers' table: one row per measure, the split's column then the re-weighted one (text as shown)."""
+    return at.table[0].value
+
+
 def _split(root: Path, model: str, split: str) -> pd.DataFrame:
     frame = pd.read_csv(root / model / "predictions.csv")
     return frame[frame["split"] == split]
@@ -85,15 +94,15 @@ def test_slider_moves_recall_and_precision_to_sklearn_values(models_root: Path) 
         precision = skm.precision_score(test["label"], pred, zero_division=0.0)
         assert _metric(at, "Recall (sensitivity)") == f"{recall:.3f}"
         assert _metric(at, "Precision (PPV)") == f"{precision:.3f}"
-        exact = at.table[0].value["TEST"]
-        assert exact["recall"] == recall and exact["precision"] == precision
+        exact = _all_numbers(at).iloc[:, 0]
+        assert exact["Sensitivity (recall)"] == f"{recall:.3f}" and exact["PPV (precision)"] == f"{precision:.3f}"
         tn, fp, fn, tp = skm.confusion_matrix(test["label"], pred, labels=[0, 1]).ravel()
-        assert [exact[k] for k in ("tn", "fp", "fn", "tp")] == [tn, fp, fn, tp]
+        assert [exact[k] for k in COUNT_ROWS] == [str(tn), str(fp), str(fn), str(tp)]
         # The browser gets the server's numbers for this very threshold, to check its own against them.
         server = _widget_data(at)["server"]
         assert server["value"] == threshold and server["numbers"]["tp"] == str(tp)
-        assert at.session_state["operating_point"]["threshold"] == threshold
-        assert "by hand" in at.session_state["operating_point"]["source"]
+        assert "operating_point" not in at.session_state  # moving the slider hands nothing to the Prediction page
+        assert any("by hand" in c.value for c in at.caption if c.value.startswith("Threshold "))
         shown.append((_metric(at, "Recall (sensitivity)"), _metric(at, "Precision (PPV)")))
     assert shown[0] != shown[1]
 
@@ -126,13 +135,14 @@ def test_presets_land_on_the_validation_rule(models_root: Path) -> None:
     for button, rule, target in presets:
         expected = _rule_by_brute_force(val["label"].to_numpy(), val["score"].to_numpy(), rule, target)
         revision = _widget_data(at)["revision"]
-        next(b for b in at.button if b.label.startswith(button)).click().run()
+        next(b for b in at.button if button in b.label.split(" · ")[0].split(" = ")).click().run()
         assert _threshold(at) == expected, button
         # A new revision tells the widget to move its handle there (a release's echo keeps the revision).
         assert _widget_data(at)["revision"] == revision + 1 and _widget_data(at)["threshold"] == expected
+        next(b for b in at.button if b.label.startswith("Use this operating point")).click().run()
         point = at.session_state["operating_point"]
         assert point["model"] == "alpha" and point["threshold"] == expected
-        assert "validation" in point["source"]
+        assert "validation" in point["source"] and point["page"] == "Threshold explorer"
         # The numbers shown are the TEST split's at that validation threshold.
         specificity = skm.recall_score(test["label"], test["score"] >= expected, pos_label=0)
         assert _metric(at, "Specificity") == f"{specificity:.3f}", button
@@ -165,8 +175,20 @@ def test_prevalence_reweights_ppv_and_natural_frequencies(models_root: Path) -> 
     test = _split(models_root, "alpha", "test")
     sens = skm.recall_score(test["label"], test["score"] >= 0.5)
     spec = skm.recall_score(test["label"], test["score"] >= 0.5, pos_label=0)
-    ppv = sens * 0.01 / (sens * 0.01 + (1 - spec) * 0.99)
-    assert at.table[0].value["at 1.0% prevalence"]["precision"] == pytest.approx(ppv, abs=1e-12)
+    # By hand, 1,000 people of whom 10 have pneumonia: sens * 10 caught, (1 - spec) * 990 false alarms.
+    caught, false_alarms = 10 * sens, 990 * (1 - spec)
+    ppv = caught / (caught + false_alarms)
+    npv = 990 * spec / (990 * spec + 10 * (1 - sens))
+    accuracy = (caught + 990 * spec) / 1000
+    f1 = 2 * ppv * sens / (ppv + sens)
+    weighted = _all_numbers(at)["At 1.0% prevalence"]
+    assert weighted["PPV (precision)"] == f"{ppv:.3f}" and weighted["NPV"] == f"{npv:.3f}"
+    assert weighted["Accuracy"] == f"{accuracy:.3f}" and weighted["F1"] == f"{f1:.3f}"
+    assert weighted["Sensitivity (recall)"] == f"{sens:.3f}" and weighted["Specificity"] == f"{spec:.3f}"
+    assert weighted["False alarms (false positives)"] == f"{false_alarms:.0f} per 1,000"
+    assert weighted["Prevalence (share with pneumonia)"] == "1.0%"
+    split_column = _all_numbers(at).iloc[:, 0]
+    assert split_column["Accuracy"] == f"{skm.accuracy_score(test['label'], test['score'] >= 0.5):.3f}"
     data = _widget_data(at)
     assert data["prevalence"] == 0.01 and data["texts"]["prevalence_text"] == "1.0%"
     numbers = data["server"]["numbers"]  # what the widget must show, and checks that it does
@@ -177,7 +199,7 @@ def test_prevalence_reweights_ppv_and_natural_frequencies(models_root: Path) -> 
 def test_broken_and_missing_models_do_not_break_the_page(models_root: Path, tmp_path: Path, monkeypatch) -> None:
     at = _open_page()
     assert any("broken" in c.value and "missing predictions.csv" in c.value for c in at.caption)
-    assert at.selectbox(key="explorer_model").options == ["Fixture alpha", "Fixture beta"]
+    assert at.selectbox(key="explorer_model").options == ["★ recommended · Fixture alpha", "Fixture beta"]
     monkeypatch.setenv("PNEUMONIA_MODELS", str(tmp_path / "empty"))
     at = _open_page()
     assert any("No usable trained model" in i.value for i in at.info)
@@ -196,7 +218,8 @@ def test_saturated_scores_preset_above_one_and_single_class_validation(models_ro
     frame.loc[val_normal[: len(val_normal) // 5], "score"] = 1.0  # 20% of normals saturate: spec >= 90% is unreachable
     frame.to_csv(path, index=False)
     at = _open_page()
-    button = next(b for b in at.button if b.label.startswith("Specificity ≥ 90%"))
+    at.selectbox(key="explorer_model").set_value("alpha").run()  # no longer the recommended model
+    button = next(b for b in at.button if "Specificity ≥ 90%" in b.label)
     button.click().run()
     assert not at.exception, at.exception
     assert _threshold(at) > 1.0
@@ -208,17 +231,33 @@ def test_saturated_scores_preset_above_one_and_single_class_validation(models_ro
     at = _open_page()
     assert not at.exception, at.exception
     assert any("alpha" in c.value and "one class only" in c.value for c in at.caption)
-    assert at.selectbox(key="explorer_model").options == ["Fixture beta"]
+    assert at.selectbox(key="explorer_model").options == ["★ recommended · Fixture beta"]
 
 
-def test_threshold_survives_a_visit_to_another_page(models_root: Path) -> None:
+def test_threshold_survives_a_visit_to_another_page_without_changing_the_operating_point(models_root: Path) -> None:
     at = _open_page()
     _set_threshold(at, 0.42)
     at.switch_page("pages/3_Model_comparison.py").run()
-    assert at.session_state["operating_point"]["threshold"] == 0.42
+    assert "operating_point" not in at.session_state
     at.switch_page(PAGE).run()
     assert not at.exception, at.exception
     assert _threshold(at) == 0.42 and _widget_data(at)["threshold"] == 0.42
+
+
+def test_presets_that_coincide_are_one_button_and_each_says_what_it_gives(models_root: Path) -> None:
+    at = _open_page()
+    table = next(d.value for d in at.dataframe if "Preset" in d.value.columns)
+    assert table["Threshold"].is_unique  # coinciding rules are merged into one preset
+    val, test = _split(models_root, "alpha", "val"), _split(models_root, "alpha", "test")
+    for _, row in table.iterrows():
+        button = next(b for b in at.button if b.label == f"{row['Preset']} · {row['Threshold']}")
+        assert "On VALIDATION (where it was chosen)" in button.help and "on TEST" in button.help
+        button.click().run()
+        threshold = _threshold(at)
+        for split, frame in (("VALIDATION", val), ("TEST", test)):
+            called = frame["score"] >= threshold
+            assert row[f"Sensitivity ({split})"] == f"{skm.recall_score(frame['label'], called):.3f}"
+            assert row[f"Specificity ({split})"] == f"{skm.recall_score(frame['label'], called, pos_label=0):.3f}"
 
 
 def test_nih_scale_predictions_at_low_prevalence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -164,7 +164,7 @@ async def _session(browser, base_url: str, path: Path, timeout_ms: int, ready: a
         result.seconds = (shown[1] - shown[0]) / 1000 if None not in shown else result.seconds_polled
         result.overlay_caption = (await caption.inner_text()).strip()
         metric = page.locator('[data-testid="stMetric"]', has=page.locator('[data-testid="stMetricLabel"]',
-                                                                             has_text="Probability of pneumonia")).first
+                                                                             has_text="Pneumonia score")).first
         result.probability = (await metric.locator('[data-testid="stMetricValue"]').inner_text()).strip()
         result.heading = (await page.locator("h3").first.inner_text()).strip()
         result.images = await page.locator('[data-testid="stImage"] img').count()

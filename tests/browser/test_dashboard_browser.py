@@ -52,7 +52,7 @@ def test_upload_shows_the_models_probability_and_a_heatmap(page, dashboard, data
     expected = load_scorer(_default_model().path).probability(decode_xray(path))
     open_page(page, dashboard.url, "Prediction")
     upload(page, path)
-    shown = metric_value(page, "Probability of pneumonia")
+    shown = metric_value(page, "Pneumonia score")
     page.get_by_text("red = most influential").first.wait_for(timeout=180_000)
     wait_until_idle(page, timeout_ms=180_000)
     assert wait_for_images(page, 2) >= 2, "the original and its heatmap overlay should both be shown"

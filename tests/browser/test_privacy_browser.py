@@ -20,7 +20,7 @@ def test_uploaded_dicom_patient_tags_never_reach_the_page_or_the_server_log(chro
     try:
         open_page(page, dashboard.url, "Prediction")
         upload(page, dicom)
-        probability = metric_value(page, "Probability of pneumonia")
+        probability = metric_value(page, "Pneumonia score")
         page.get_by_text("File information (non-identifying)").first.click()
         page.get_by_text("MONOCHROME1").first.wait_for()  # the panel is open and shows the technical metadata
         wait_until_idle(page, timeout_ms=180_000)

@@ -46,14 +46,14 @@ def test_site_zip_gives_metrics_and_a_site_operating_point_for_the_prediction_pa
         for i in range(2):  # plotly draws a chart once it is scrolled into view
             charts.nth(i).scroll_into_view_if_needed()
             charts.nth(i).locator(".main-svg").first.wait_for(state="visible", timeout=60_000)
-        page.get_by_role("button", name="Use this site operating point on the Prediction page").click()
+        page.get_by_role("button", name="Use this operating point").click()
         wait_until_idle(page)
         page.screenshot(path=str(artifacts_dir / "site.png"), full_page=True)
         assert not exceptions(page), exceptions(page)
 
         page.get_by_role("link", name="Prediction").click()
-        page.get_by_text("Use the site operating point").wait_for(state="visible", timeout=120_000)
         page.get_by_text("chosen on the Your site page (site operating point").wait_for(state="visible", timeout=120_000)
+        page.get_by_role("button", name="Back to the model's own").wait_for(state="visible", timeout=120_000)
         assert not exceptions(page), exceptions(page)
     finally:
         context.close()

@@ -28,8 +28,10 @@ def page(chromium_browser, dashboard):
 
 
 def _test_predictions() -> tuple[np.ndarray, np.ndarray]:
-    """Labels and scores of the page's default model (the first available) on the test split, from predictions.csv."""
-    entry = next(e for e in registry.list_models() if e.available)
+    """Labels and scores of the page's default model (the recommended one) on the test split, from predictions.csv."""
+    from core import config, report
+
+    entry = report.recommend_model(config.models_dir())
     frame = registry.load_predictions(entry, split="test")
     return frame["label"].to_numpy(), frame["score"].to_numpy()
 

@@ -38,8 +38,15 @@ def test_csv_says_which_films_the_model_does_not_know_and_why(tiny_cnn_dir: Path
     assert "bit depth rescaled" in rows["png16_with_12bit_values_normal_IM-0001.png"]["guard_reasons"]
     # the fixture model has no ood.npz: a film that passes the other checks is not called in-distribution
     assert rows[normal.name]["guard"] == ood.VERDICT_PARTIAL
+    # Not a paediatric chest film (the negative film too, as it is): decision WITHHELD, no score in the CSV ...
+    for name in (NEGATIVE.name, "adult_pa_nih_00027426_000.png", "dicom_extremity_not_chest.dcm"):
+        assert rows[name]["decision"] == "WITHHELD" and rows[name]["probability"] == "", name
+    assert rows[normal.name]["decision"] in ("NORMAL", "PNEUMONIA") and rows[normal.name]["probability"]
+    # ... unless asked for, for auditing: the model's own raw output.
+    raw = _run(tiny_cnn_dir, tmp_path, NEGATIVE, options=("--raw-scores",))[NEGATIVE.name]
     scorer = predict.load_scorer(tiny_cnn_dir)
-    assert float(negative["probability"]) == pytest.approx(scorer.probability(decode_xray(NEGATIVE)), abs=1e-5)
+    assert raw["decision"] == "WITHHELD"
+    assert float(raw["probability"]) == pytest.approx(scorer.probability(decode_xray(NEGATIVE)), abs=1e-5)
 
 
 def test_fix_inverted_scores_the_negative_film_the_right_way_up(tiny_cnn_dir: Path, data_root: Path, tmp_path: Path) -> None:

@@ -150,8 +150,8 @@ def test_report_numbers_match_predictions_recomputed_with_scikit_learn(report_ht
     called = (test["score"] >= threshold).astype(int)
     sensitivity = recall_score(test["label"], called)
     false_alarm_rate = 1 - recall_score(test["label"], called, pos_label=0)
-    assert f"Of 100 children with pneumonia, it flags {100 * sensitivity:.0f} " in report_html
-    assert f"Of 100 children without pneumonia, it wrongly flags {100 * false_alarm_rate:.0f} " in report_html
+    assert f"Of 100 X-rays showing pneumonia, it flags {100 * sensitivity:.0f} " in report_html
+    assert f"Of 100 X-rays without pneumonia, it wrongly flags {100 * false_alarm_rate:.0f} " in report_html
     for name in ("weak", "strong"):
         test_auc = roc_auc_score(_split(models_dir, name, "test")["label"], _split(models_dir, name, "test")["score"])
         val_auc = roc_auc_score(_split(models_dir, name, "val")["label"], _split(models_dir, name, "val")["score"])
