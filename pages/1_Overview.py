@@ -186,7 +186,7 @@ with st.container(key="overview_section_provenance"):
     with st.expander("Limitations"):
         st.markdown("\n".join(f"- {item}" for item in report.LIMITATIONS))
     with st.expander(f"Model card: {entry.display_name}"):
-        card_md = registry.load_card_markdown(entry)
+        card_md = audit.shown_card_markdown(entry)
         if card_md:
             st.markdown(card_md)
         else:

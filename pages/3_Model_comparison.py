@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core import config
+from core import audit, config
 from core.evaluation import ablation, compare, operating_points, references
 from core.models import registry
 from ui import choose_model, enter_through_app, model_entries, model_label, recommended_model_name
@@ -195,7 +195,7 @@ if history is None:
     st.info(f"{detail.display_name} has no training history (history.csv).")
 for column_slot, (metric_name, figure) in zip(st.columns(2), history_figures(history) if history is not None else []):
     column_slot.plotly_chart(figure, key=f"history_{metric_name}")
-markdown = registry.load_card_markdown(detail)
+markdown = audit.shown_card_markdown(detail)
 with st.expander(f"Model card: {detail.display_name}", expanded=False):
     if markdown:
         st.markdown(markdown)

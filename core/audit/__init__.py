@@ -79,6 +79,8 @@ from core.audit._cards import (  # noqa: F401
     write_card_audit,
     robustness_summary,
     plain_findings,
+    gradcam_verdict,
+    shown_card_markdown,
 )
 from core.audit._cli import (  # noqa: F401
     main,

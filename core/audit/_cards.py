@@ -40,14 +40,18 @@ def audit_markdown(audit: dict[str, Any]) -> str:
             signs = [f"blacking out the outer 6 % band {'moves' if edges['by_black_frame'] else 'does not move'} its decisions "
                      "beyond the tolerance"] if edges["by_black_frame"] is not None else []
             if edges["by_gradcam"] is not None:
-                signs.append(f"{edges['gradcam_edge_mass']:.0%} of its Grad-CAM mass is on the border band and corners "
-                             f"(flagged at {BORDER_RELIANT_MASS:.0%})")
-            lines += ["", f"**Reads the edges of the film: {'yes' if edges['reliant'] else 'no'}** ({'; '.join(signs)})."]
+                signs.append(f"{edges['gradcam_edge_mass']:.0%} of its Grad-CAM mass over all films is on the border band "
+                             f"and corners (flagged at {BORDER_RELIANT_MASS:.0%}; per group of films in the table below)")
+            groups = [g.replace("_", " ") for g, part in (entry.get("gradcam") or {}).items()
+                      if isinstance(part, dict) and part.get("border_reliant") and g != "all"]
+            lines += ["", f"**Reads the edges of the film, over all films: {'yes' if edges['reliant'] else 'no'}** "
+                          f"({'; '.join(signs)})" + (f"; **on {', '.join(groups)} films it does**" if groups else "") + "."]
         cam = entry.get("gradcam")
         if cam:
             lines += ["", f"Grad-CAM (layer `{cam['layer']}`, {cam['target']}): share of the heatmap mass per region "
                           "(area = share of the film).", "",
-                      "| films | " + " | ".join(REGION_WORDS[r] for r in REGIONS) + " | edges reliant |",
+                      "| films | " + " | ".join(REGION_WORDS[r] for r in REGIONS)
+                      + f" | edges and corners ≥ {BORDER_RELIANT_MASS:.0%} |",
                       "| --- | " + " | ".join("---" for _ in REGIONS) + " | --- |"]
             for group in ("all", "normal", "pneumonia", "false_positive"):
                 part = cam.get(group)
@@ -80,6 +84,18 @@ def _replace_section(markdown: str, section: str) -> str:
     rest = "\n".join(lines[end:])
     head = "\n".join(lines[:start]).rstrip()
     return head + "\n\n" + section + ("\n" + rest.rstrip() + "\n" if rest.strip() else "")
+
+
+def shown_card_markdown(entry: Any) -> str | None:
+    """A model's card.md as pages and the report show it: no HTML comments (registry.load_card_markdown), and the audit
+    section rendered again from card.json's `audit` by the current wording (None when the folder has no card.md)."""
+    from core.models import registry
+
+    markdown = registry.load_card_markdown(entry)
+    audit = (getattr(entry, "card", None) or {}).get("audit")
+    if markdown is None or not audit:
+        return markdown
+    return _replace_section(markdown, audit_markdown(audit))
 
 
 def write_card_audit(model_dir: str | os.PathLike, audit: dict[str, Any]) -> None:
@@ -132,6 +148,22 @@ def robustness_summary(models_dir: str | os.PathLike | None = None) -> pd.DataFr
 
 
 # --------------------------------------------------------------------------------------------- plain words
+
+
+def gradcam_verdict(cam: dict[str, Any]) -> str:
+    """One plain sentence judging a Grad-CAM region summary (core.audit gradcam 'all' entry: mass, area, edge_mass)."""
+    edges = float(cam["edge_mass"])
+    edge_area = float(cam["area"]["border"]) + float(cam["area"]["corners"])
+    lungs, lung_area = float(cam["mass"]["lungs"]), float(cam["area"]["lungs"])
+    if edges >= BORDER_RELIANT_MASS:
+        return (f"{edges:.0%} of the evidence lies on the film's edges and corners: the model is mostly reading the film "
+                "(its framing and markers), not the lungs.")
+    if edges > edge_area:
+        return (f"{edges:.0%} of the evidence lies on the film's edges and corners, more than their {edge_area:.0%} share of "
+                "the film: the model is partly reading the film, not the lungs.")
+    if lungs > lung_area:
+        return f"The evidence sits mostly where the lungs are ({lungs:.0%} on {lung_area:.0%} of the film)."
+    return "The evidence is spread over the film rather than concentrated on the lungs."
 
 
 def plain_findings(dataset: dict[str, Any] | None, model_name: str | None = None, model: dict[str, Any] | None = None) -> list[str]:
@@ -194,5 +226,6 @@ def plain_findings(dataset: dict[str, Any] | None, model_name: str | None = None
             if cam and cam["mass"]["lungs"] is not None:
                 out.append(
                     f"Where it looks (Grad-CAM): {cam['mass']['lungs']:.0%} of the heatmap falls on the lung fields, "
-                    f"{cam['edge_mass']:.0%} on the edges and corners of the film, {cam['mass']['lower']:.0%} on the abdomen.")
+                    f"{cam['edge_mass']:.0%} on the edges and corners of the film, {cam['mass']['lower']:.0%} on the abdomen. "
+                    + gradcam_verdict(cam))
     return out

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core import config
+from core import audit, config
 from core.evaluation import metrics
 from core.models import registry
 from core.report._figures import (
@@ -142,7 +142,7 @@ def build_report(
     images, patients, n_patients = dataset_counts(data_root)
     frames = curve_frames(models_dir, split=split)
     figures = curve_figures(frames, split=split, highlight=chosen.name)
-    card_md = registry.load_card_markdown(chosen)
+    card_md = audit.shown_card_markdown(chosen)
 
     parts: list[str] = []
     add = parts.append
