@@ -10,7 +10,7 @@ from core.evaluation import ablation, compare, operating_points, references
 from core.models import registry
 from ui import choose_model, enter_through_app, model_entries, model_label, recommended_model_name
 from ui.comparison import (METRIC_LABELS, SPLIT_NAMES, ablation_table, curve_figures, history_figures, metrics_display,
-                           metrics_table, operating_points_table, paired_comparison, summary_row)
+                           metrics_table, operating_points_table, paired_comparison, readable, summary_row)
 
 enter_through_app(__file__)
 
@@ -139,7 +139,7 @@ if ablation_file.is_file():
     except ValueError as exc:
         st.warning(f"The ablation table cannot be shown: {exc}")
     else:
-        st.dataframe(ablation.display_frame(recipes), hide_index=True, width="stretch", key="comparison_ablation",
+        st.dataframe(readable(ablation.display_frame(recipes), "Recipe"), hide_index=True, width="stretch", key="comparison_ablation",
                      column_config={"Recipe": st.column_config.TextColumn(pinned=True)})
         st.caption(
             f"One row per training recipe; *Changes vs baseline* lists the `train.py` options that differ from "
@@ -157,7 +157,7 @@ if points_file.is_file():
         except ValueError as exc:
             st.warning(f"The operating-point study cannot be shown: {exc}")
         else:
-            st.dataframe(operating_points.display_frame(points), hide_index=True, width="stretch",
+            st.dataframe(readable(operating_points.display_frame(points), "model"), hide_index=True, width="stretch",
                          key="comparison_operating_points")
             st.caption(
                 "Each rule fixes a threshold from VALIDATION data only (the films as given, or the films plus 4 "

@@ -6,6 +6,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from core import config
 from core.evaluation import ablation, compare, metrics, operating_points, references
 from core.models import registry
 from core.report import recommended_label
@@ -65,6 +66,27 @@ def operating_points_table(path: str, stamp: float) -> pd.DataFrame:
 def ablation_table(path: str, stamp: float) -> pd.DataFrame:
     """The ablation table written by python -m core.evaluation.ablation --json (raises ValueError when unreadable)."""
     return ablation.read_json(path)
+
+
+@st.cache_data(show_spinner=False, ttl=60)
+def display_names() -> dict[str, str]:
+    """Model and recipe names -> the names a person reads: every model folder's and every experiment card's display_name."""
+    import json
+
+    names = {}
+    for card in sorted(ablation.ablation_path().parent.glob("experiments/*/card.json")):
+        try:
+            names[card.parent.name] = json.loads(card.read_text(encoding="utf-8")).get("display_name") or card.parent.name
+        except (OSError, ValueError):
+            continue
+    names.update({entry.name: entry.display_name for entry in registry.list_models(config.models_dir())})
+    return names
+
+
+def readable(frame: pd.DataFrame, column: str) -> pd.DataFrame:
+    """`frame` with the internal model names of `column` replaced by display names."""
+    names = display_names()
+    return frame.assign(**{column: frame[column].map(lambda name: names.get(name, name))})
 
 
 def overlay(title: str, x_title: str, y_title: str, *, entries: int = 4) -> go.Figure:
