@@ -94,9 +94,9 @@ def overlay(title: str, x_title: str, y_title: str, *, entries: int = 4) -> go.F
     legend_height = 22 * entries
     fig = go.Figure()
     fig.update_layout(
-        title=title, xaxis_title=x_title, yaxis_title=y_title, height=380 + legend_height,
-        margin=dict(l=10, r=10, t=50, b=10 + legend_height),
-        legend=dict(orientation="h", yanchor="top", y=-0.16, xanchor="left", x=0, font=dict(size=11)),
+        title=title, xaxis_title=x_title, yaxis_title=y_title, height=400 + legend_height,
+        margin=dict(l=10, r=10, t=50, b=60 + legend_height),
+        legend=dict(orientation="h", yanchor="top", y=-0.2, xanchor="left", x=0, font=dict(size=11)),
     )
     return fig
 

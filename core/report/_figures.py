@@ -90,12 +90,16 @@ def dataset_figure(images: pd.DataFrame, patients: pd.DataFrame | None = None): 
     return fig
 
 
-def _line_figure(title: str, x_title: str, y_title: str):
+def _line_figure(title: str, x_title: str, y_title: str, entries: int = 4):
+    """An empty curve figure with room below the plot for the axis title and `entries` legend lines (nothing cut off)."""
     import plotly.graph_objects as go
 
+    legend = 22 * entries
     fig = go.Figure()
-    fig.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title, height=440, margin=dict(l=10, r=10, t=50, b=10),
-                      legend=dict(orientation="h", yanchor="top", y=-0.18), xaxis=dict(range=[0, 1]), yaxis=dict(range=[0, 1.02]))
+    fig.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title, height=420 + legend,
+                      margin=dict(l=10, r=10, t=50, b=60 + legend),
+                      legend=dict(orientation="h", yanchor="top", y=-0.2, xanchor="left", x=0, font=dict(size=11)),
+                      xaxis=dict(range=[0, 1], automargin=True), yaxis=dict(range=[0, 1.02], automargin=True))
     return fig
 
 
@@ -104,9 +108,10 @@ def curve_figures(frames: dict, *, split: str = "test", highlight: str | None = 
     import plotly.graph_objects as go
 
     name = SPLIT_NAMES.get(split, split.upper())
-    roc = _line_figure(f"ROC curve ({name} split)", "1 − specificity (false-alarm rate)", "Sensitivity (share of pneumonia flagged)")
-    pr = _line_figure(f"Precision–recall curve ({name} split)", "Recall (sensitivity)", "Precision (PPV)")
-    cal = _line_figure(f"Calibration ({name} split)", "Mean predicted probability", "Observed share with pneumonia")
+    n = len(frames) + 1
+    roc = _line_figure(f"ROC curve ({name} split)", "1 − specificity (false-alarm rate)", "Sensitivity (share flagged)", n)
+    pr = _line_figure(f"Precision–recall curve ({name} split)", "Recall (sensitivity)", "Precision (PPV)", n)
+    cal = _line_figure(f"Calibration ({name} split)", "Mean score (binned)", "Observed share with pneumonia", n)
     roc.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="grey"), name="chance"))
     cal.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="grey"), name="perfect calibration"))
     for i, (model, c) in enumerate(frames.items()):
