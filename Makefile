@@ -9,7 +9,7 @@ PORT ?= 8501
 CHROMIUM := /usr/bin/chromium
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo serve test install install-dev browser pacs-tools pacs-demo models model-artifacts lungs experiments reproduce bench clean
+.PHONY: demo serve test install install-dev browser pacs-tools pacs-demo models model-artifacts lungs experiments reproduce bench screenshots clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -100,6 +100,10 @@ reproduce: $(VENV)/.runtime
 
 bench: $(VENV)/.dev pacs-tools
 	$(PY) -m bench
+
+# Full-page screenshots of every page at 1440 px into docs/screenshots/ (headless Debian chromium).
+screenshots: $(VENV)/.dev browser
+	$(PY) -m bench.screenshots
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache
