@@ -183,7 +183,8 @@ left, right = st.columns(2)
 left.plotly_chart(calibration, key="calibration_chart")
 right.plotly_chart(decision, key="decision_chart")
 st.caption(
-    "Calibration: points on the diagonal mean a predicted 0.8 really is pneumonia 80% of the time. "
+    "Calibration: points on the diagonal would mean a score of 0.8 really is pneumonia 80% of the time; points off it "
+    "mean the scores are not probabilities (these models' are overconfident), which is why the app calls them scores. "
     "Decision curve: net benefit of acting on the model versus treating everyone or no one (Vickers & Elkin 2006)."
 )
 
