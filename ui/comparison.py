@@ -89,6 +89,18 @@ def readable(frame: pd.DataFrame, column: str) -> pd.DataFrame:
     return frame.assign(**{column: frame[column].map(lambda name: names.get(name, name))})
 
 
+LEGEND_CHARACTERS = 62
+"""Legend names are wrapped at this many characters: a horizontal plotly legend does not wrap, it cuts off."""
+
+
+def legend_name(name: str, suffix: str = "", width: int = LEGEND_CHARACTERS) -> str:
+    """`name` wrapped onto lines of at most `width` characters for a plotly legend (joined by <br>), then `suffix`
+    (e.g. ' (AUC 0.956)') kept whole on the last line."""
+    import textwrap
+
+    return "<br>".join(textwrap.wrap(name, max(20, width - len(suffix)))) + suffix
+
+
 def overlay(title: str, x_title: str, y_title: str, *, entries: int = 4) -> go.Figure:
     """An empty figure whose legend sits below the plot, with room for `entries` legend lines (nothing cut off)."""
     legend_height = 22 * entries
@@ -169,7 +181,7 @@ def metrics_table(display: pd.DataFrame, best_rows: dict, our_rows: int) -> None
 def curve_figures(entries: list[registry.ModelEntry], split: str) -> tuple[go.Figure, go.Figure, go.Figure, go.Figure]:
     """ROC, precision-recall, calibration and decision curves of `entries` on `split`, each model's operating point x."""
     split_name = SPLIT_NAMES[split]
-    n = len(entries) + 2
+    n = sum(legend_name(e.display_name, " (Brier 0.000)").count("<br>") + 1 for e in entries) + 2  # legend lines
     roc = overlay(f"ROC curve ({split_name})", "1 − specificity (false-positive rate)", "Sensitivity (recall)", entries=n)
     pr = overlay(f"Precision–recall curve ({split_name})", "Recall (sensitivity)", "Precision (PPV)", entries=n)
     calibration = overlay(f"Calibration ({split_name})", "Mean score (binned)", "Observed fraction with pneumonia", entries=n)
@@ -181,20 +193,20 @@ def curve_figures(entries: list[registry.ModelEntry], split: str) -> tuple[go.Fi
         c = curves(str(entry.path), entry.stamp, split, entry.threshold)
         point = c["point"]
         roc.add_trace(go.Scatter(x=c["roc"]["fpr"], y=c["roc"]["tpr"], mode="lines", line=dict(color=color),
-                                 name=f"{entry.display_name} (AUC {c['auc']:.3f})"))
+                                 name=legend_name(entry.display_name, f" (AUC {c['auc']:.3f})")))
         roc.add_trace(go.Scatter(x=[1 - point["specificity"]], y=[point["recall"]], mode="markers", showlegend=False,
                                  marker=dict(color=color, size=12, symbol="x"),
                                  hovertext=f"{entry.display_name}: threshold {entry.threshold:.3f}"))
         pr.add_trace(go.Scatter(x=c["pr"]["recall"], y=c["pr"]["precision"], mode="lines", line=dict(color=color, shape="hv"),
-                                name=f"{entry.display_name} (AP {c['ap']:.3f})"))
+                                name=legend_name(entry.display_name, f" (AP {c['ap']:.3f})")))
         pr.add_trace(go.Scatter(x=[point["recall"]], y=[point["precision"]], mode="markers", showlegend=False,
                                 marker=dict(color=color, size=12, symbol="x"),
                                 hovertext=f"{entry.display_name}: threshold {entry.threshold:.3f}"))
         calibration.add_trace(go.Scatter(x=c["calibration"]["mean_predicted"], y=c["calibration"]["fraction_positive"],
                                          mode="lines+markers", line=dict(color=color),
-                                         name=f"{entry.display_name} (Brier {c['brier']:.3f})"))
+                                         name=legend_name(entry.display_name, f" (Brier {c['brier']:.3f})")))
         decision.add_trace(go.Scatter(x=c["decision"]["threshold"], y=c["decision"]["model"], mode="lines",
-                                      line=dict(color=color), name=entry.display_name))
+                                      line=dict(color=color), name=legend_name(entry.display_name)))
     if entries:
         reference = curves(str(entries[0].path), entries[0].stamp, split, entries[0].threshold)
         decision.add_trace(go.Scatter(x=reference["decision"]["threshold"], y=reference["decision"]["treat_all"],

@@ -90,6 +90,13 @@ def dataset_figure(images: pd.DataFrame, patients: pd.DataFrame | None = None): 
     return fig
 
 
+def _legend_name(name: str, suffix: str = "", width: int = 62) -> str:
+    """`name` wrapped for a plotly legend (a horizontal legend does not wrap, it cuts off), `suffix` whole at the end."""
+    import textwrap
+
+    return "<br>".join(textwrap.wrap(name, max(20, width - len(suffix)))) + suffix
+
+
 def _line_figure(title: str, x_title: str, y_title: str, entries: int = 4):
     """An empty curve figure with room below the plot for the axis title and `entries` legend lines (nothing cut off)."""
     import plotly.graph_objects as go
@@ -108,7 +115,7 @@ def curve_figures(frames: dict, *, split: str = "test", highlight: str | None = 
     import plotly.graph_objects as go
 
     name = SPLIT_NAMES.get(split, split.upper())
-    n = len(frames) + 1
+    n = sum(_legend_name(f"{c['display_name']} (recommended)", ", Brier 0.000").count("<br>") + 1 for c in frames.values()) + 1
     roc = _line_figure(f"ROC curve ({name} split)", "1 − specificity (false-alarm rate)", "Sensitivity (share flagged)", n)
     pr = _line_figure(f"Precision–recall curve ({name} split)", "Recall (sensitivity)", "Precision (PPV)", n)
     cal = _line_figure(f"Calibration ({name} split)", "Mean score (binned)", "Observed share with pneumonia", n)
@@ -120,15 +127,15 @@ def curve_figures(frames: dict, *, split: str = "test", highlight: str | None = 
         label = c["display_name"] + (" (recommended)" if model == highlight else "")
         point = c["point"]
         roc.add_trace(go.Scatter(x=c["roc"]["fpr"], y=c["roc"]["tpr"], mode="lines", line=dict(color=colour, width=width),
-                                 name=f"{label}, AUC {c['auc']:.3f}"))
+                                 name=_legend_name(label, f", AUC {c['auc']:.3f}")))
         roc.add_trace(go.Scatter(x=[1 - point["specificity"]], y=[point["recall"]], mode="markers", showlegend=False,
                                  marker=dict(color=colour, size=12, symbol="x"),
                                  hovertext=f"{label}: threshold {point['threshold']:.3f}", hoverinfo="text"))
         pr.add_trace(go.Scatter(x=c["pr"]["recall"], y=c["pr"]["precision"], mode="lines", line=dict(color=colour, width=width, shape="hv"),
-                                name=f"{label}, AP {c['ap']:.3f}"))
+                                name=_legend_name(label, f", AP {c['ap']:.3f}")))
         pr.add_trace(go.Scatter(x=[point["recall"]], y=[point["precision"]], mode="markers", showlegend=False,
                                 marker=dict(color=colour, size=12, symbol="x"),
                                 hovertext=f"{label}: threshold {point['threshold']:.3f}", hoverinfo="text"))
         cal.add_trace(go.Scatter(x=c["calibration"]["mean_predicted"], y=c["calibration"]["fraction_positive"], mode="lines+markers",
-                                 line=dict(color=colour, width=width), name=f"{label}, Brier {c['brier']:.3f}"))
+                                 line=dict(color=colour, width=width), name=_legend_name(label, f", Brier {c['brier']:.3f}")))
     return {"roc": roc, "pr": pr, "calibration": cal}
