@@ -100,6 +100,12 @@ def take(out: Path, *, width: int = 1440) -> list[Path]:
         target = out / "1_Overview_presentation_1440x900.png"
         presentation.screenshot(path=str(target))  # the first screen, as a projector shows it
         written.append(target)
+        section = presentation.locator('[class*="st-key-overview_section_frequencies"]').first
+        section.scroll_into_view_if_needed()
+        presentation.wait_for_timeout(1000)
+        target = out / "1_Overview_presentation_1440x900_frequencies.png"
+        presentation.screenshot(path=str(target))  # the natural-frequency screen: every metric label whole
+        written.append(target)
         browser.close()
     return written
 
