@@ -142,7 +142,15 @@ def test_pages_never_show_log_or_write_patient_tags(guarded_models_root: Path, s
             at.run()
             assert not at.exception, at.exception
             texts.append(_element_text(at))
-        assert any(m.label == "Pneumonia score" for m in at.metric)  # the image was really scored
+        # An adult's film: outside the models' scope, so no decision; its raw score and heatmap on request, so that
+        # everything the page can show or serve for it is searched too.
+        assert any(m.label == "Decision" and m.value == "Withheld" for m in at.metric)
+        at.toggle(key="prediction_raw_score").set_value(True)
+        at.toggle(key="prediction_heatmap_anyway").set_value(True)
+        at.run()
+        assert not at.exception, at.exception
+        assert any("Raw model output" in c.value for c in at.caption) and len(at.image) >= 2  # really scored
+        texts.append(_element_text(at))
         assert any("sr.dcm" in t and "Pixel Data" in t for t in texts)  # and the pixel-less one really refused
         at.switch_page("pages/6_Activation_maps.py")
         at.run()
@@ -171,7 +179,7 @@ def test_batch_cli_never_writes_or_logs_patient_tags(guarded_models_root: Path, 
     start = time.time() - 1
     completed = subprocess.run(
         [sys.executable, "-m", "core.predict", "--model", str(guarded_models_root / "tiny_cnn"), str(inbox), "--out", str(out),
-         "--heatmaps", str(heatmaps)],
+         "--heatmaps", str(heatmaps), "--raw-scores"],  # an adult's film: its score and heatmap only on request
         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TMPDIR": str(temp)},
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
