@@ -16,8 +16,8 @@ One session (see :func:`upload_session`):
    already received (the server sends ``ref_hash`` references for those; they are resolved from the local cache).
 4. Timed from the file_urls_request to ``script_finished`` of the run that scored the file; also the moment the
    Grad-CAM overlay was complete (its caption arrived and both images of that row were fetched from /media, which the
-   client does as soon as each image delta arrives, like the browser). Collected from the deltas: the "Probability of
-   pneumonia" metric, the subheader (the file name), the images and their captions, exceptions and st.error alerts.
+   client does as soon as each image delta arrives, like the browser). Collected from the deltas: the "Pneumonia
+   score" metric, the subheader (the file name), the images and their captions, exceptions and st.error alerts.
 
 Every failure is reported in the result, never raised. Standard library + `websockets` only.
 """
