@@ -9,13 +9,13 @@ import streamlit as st
 
 from core import config, monitoring
 from core import trail as audit
-from ui import enter_through_app, pacs
+from ui import default_model_index, enter_through_app, model_entries, pacs, recommended_label, recommended_model_name
 
 enter_through_app(__file__)
 
 LIMITS = monitoring.Limits()
 
-st.title("📈 Monitoring")
+st.title("Monitoring")
 st.caption("Every film scored here (uploads, the command line, the archive) is a row in the audit trail: no patient data, "
            "only a keyed hash of each film. This page reads it.")
 
@@ -34,14 +34,17 @@ if frame.empty:
     st.stop()
 
 models = sorted(frame["model"].unique())
-model = st.selectbox("Model", models, key="monitoring_model", help="The drift is measured against this model's validation films.")
+shown, recommended = {e.name: e.display_name for e in model_entries()}, recommended_model_name()
+model = st.selectbox("Model", models, index=default_model_index(models), key="monitoring_model",  # recommended first
+                     format_func=lambda n: recommended_label(shown.get(n, n)) if n == recommended else shown.get(n, n),
+                     help="The drift is measured against this model's validation films.")
 rows = frame[frame["model"] == model]
 reference = None
 model_dir = config.models_dir() / model
 if (model_dir / "predictions.csv").is_file():
     reference = monitoring.validation_scores(model_dir)
 else:
-    st.info(f"{model} has no predictions.csv in {config.models_dir()}: no drift is measured.")
+    st.info(f"{shown.get(model, model)} has no predictions.csv in {config.models_dir()}: no drift is measured.")
 days = monitoring.daily(rows, reference)
 agreed = monitoring.agreement(rows)
 
