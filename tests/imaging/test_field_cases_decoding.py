@@ -37,6 +37,7 @@ from pydicom.uid import (
 
 from core import predict
 from core.imaging import decode_xray
+from core.guard import scope
 from tests.conftest import FIELD_CASES_DIR
 
 FIELD_CASES = FIELD_CASES_DIR  # noqa
@@ -247,11 +248,28 @@ def test_cli_scores_both_files_of_the_cd_export(tiny_cnn_dir: Path, tmp_path: Pa
     rows = _rows(out)
     assert set(rows) == {"IM000000", "SCAN0001.JPG"}
     scorer = predict.load_scorer(tiny_cnn_dir)
-    for name, path, fmt in (("IM000000", CD_DICOM, "DICOM"), ("SCAN0001.JPG", CD_JPEG, "JPEG")):
+    for name, fmt in (("IM000000", "DICOM"), ("SCAN0001.JPG", "JPEG")):
         assert rows[name]["status"] == "ok" and rows[name]["format"] == fmt
-        assert float(rows[name]["probability"]) == pytest.approx(scorer.probability(decode_xray(path)), abs=1e-5)
+    # The JPEG is a child's film (test film IM-0001-0001): scored. The DICOM is an adult's PA chest CR (pydicom-data
+    # RG1_UNCI): outside the models' scope, so no score and the decision WITHHELD, with the guard's reason.
+    assert float(rows["SCAN0001.JPG"]["probability"]) == pytest.approx(scorer.probability(decode_xray(CD_JPEG)), abs=1e-5)
+    assert rows["SCAN0001.JPG"]["decision"] in {"NORMAL", "PNEUMONIA"}
+    assert rows["IM000000"]["probability"] == "" and rows["IM000000"]["decision"] == scope.WITHHELD
+    assert scope.NOT_A_CHEST_FILM in rows["IM000000"]["guard_reasons"]
     assert (rows["IM000000"]["width"], rows["IM000000"]["height"]) == ("613", "651")
     assert "Skipped" not in caplog.text  # nothing in this folder is left out
+    # Asked for explicitly, the raw score of the withheld film is written too, and it is the scorer's own.
+    raw = tmp_path / "cd-raw.csv"
+    assert predict.main(["--model", str(tiny_cnn_dir), str(CD_EXPORT), "--out", str(raw), "--raw-scores"]) == 0
+    raw_rows = _rows(raw)
+    for name, path in (("IM000000", CD_DICOM), ("SCAN0001.JPG", CD_JPEG)):
+        assert float(raw_rows[name]["probability"]) == pytest.approx(scorer.probability(decode_xray(path)), abs=1e-5)
+    assert raw_rows["IM000000"]["decision"] == scope.WITHHELD  # a raw score never turns into a verdict
+
+
+# The field cases the guard puts outside every model's scope (README of tests/fixtures/field_cases): adult films and
+# a non-chest CR. Their decision is withheld and their score left empty; every other case gets a score.
+OUT_OF_SCOPE_CASES = {"adult_pa_nih_00027426_000.png", "dicom_extremity_not_chest.dcm", "dicom_no_transfer_syntax_uid.dcm", "IM000000"}
 
 
 def test_cli_scores_every_field_case_and_reports_what_it_skips(tiny_cnn_dir: Path, tmp_path: Path, caplog):
@@ -261,7 +279,14 @@ def test_cli_scores_every_field_case_and_reports_what_it_skips(tiny_cnn_dir: Pat
     rows = _rows(out)
     images = {p.name for p in FIELD_CASES.rglob("*") if p.is_file() and p.name != "README.md"}
     assert set(rows) == images and len(images) == 10
-    assert all(row["status"] == "ok" and row["probability"] != "" for row in rows.values()), rows
+    assert all(row["status"] == "ok" for row in rows.values()), rows
+    withheld = {name for name, row in rows.items() if row["decision"] == scope.WITHHELD}
+    assert OUT_OF_SCOPE_CASES <= withheld, withheld
+    for name, row in rows.items():
+        if name in withheld:
+            assert row["probability"] == "" and row["guard_reasons"], row
+        else:
+            assert 0.0 <= float(row["probability"]) <= 1.0 and row["decision"] in {"NORMAL", "PNEUMONIA"}, row
     assert f"Skipped {FIELD_CASES / 'README.md'}: not an X-ray image: a text file" in caplog.text
     assert "Scored 10 file(s), 0 could not be read, 1 skipped" in caplog.text
     # No decoder's failure is logged for a valid file (pydicom logs each plugin that fails before one succeeds).
