@@ -137,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dropout", type=float, default=defaults.dropout, help="dropout rate before the output layer")
     parser.add_argument("--finetune-epochs", type=int, default=defaults.finetune_epochs,
                         help="transfer models: epochs of fine-tuning the top blocks after the head (0 = head only)")
+    parser.add_argument("--end-to-end", action="store_true", default=defaults.end_to_end,
+                        help="transfer models: the fine-tuning stage trains every layer on augmented films (tf.data) "
+                             "instead of the top blocks on cached features")
     parser.add_argument("--finetune-learning-rate", type=float, default=defaults.finetune_learning_rate, help="learning rate while fine-tuning")
     parser.add_argument("--patience", type=int, default=defaults.patience, help="EarlyStopping patience in epochs (val_loss)")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed (weights, shuffling, augmentation)")

