@@ -43,6 +43,12 @@ SHIPPED_PRESET: dict[str, dict] = {
     "cnn-deep-128-acq-norm-s7": {**ROBUST_RECIPE, "seed": 7},
     "cnn-deep-128-acq-frame-norm": {**ROBUST_RECIPE, "framing": "crop-borders"},
     "cnn-deep-128-acq-frame-norm-s7": {**ROBUST_RECIPE, "framing": "crop-borders", "seed": 7},
+    # ImageNet EfficientNet-Lite0 fine-tuned end to end with the acquisition augmentation (addendum 9): ~40 min here.
+    "efficientnet-lite0-192-acq": {
+        "model": "efficientnet_lite0", "img_size": 192, "weights": "imagenet", "balance": "class-weight",
+        "augment": "acquisition", "epochs": 10, "learning_rate": 1e-3, "finetune_epochs": 5,
+        "finetune_learning_rate": 1e-4, "end_to_end": True, "patience": 3, "threshold_views": 4,
+    },
 }
 # Ensembles built after the preset's models: name -> {"candidates": [...], "threshold_views": n, "select": bool}.
 # "select": False averages the candidates as given (pre-registered members, addendum 6 of docs/PREREGISTRATION.md:
@@ -58,6 +64,11 @@ SHIPPED_ENSEMBLES: dict[str, dict] = {
     "ensemble-acq-norm-frame-s7": {
         "candidates": ["cnn-deep-128-acq-norm-s7", "cnn-deep-128-acq-frame-norm-s7"], "threshold_views": 4, "select": False,
         "display_name": "Two robust CNNs averaged, seed-7 pair (film as given + cropped to its content), 128 px",
+    },
+    "ensemble-lite0-acq-norm-frame": {  # addendum 9: an ImageNet backbone beside the two robust CNNs
+        "candidates": ["efficientnet-lite0-192-acq", "cnn-deep-128-acq-norm-s7", "cnn-deep-128-acq-frame-norm"],
+        "threshold_views": 4, "select": False,
+        "display_name": "EfficientNet-Lite0 (ImageNet, fine-tuned) + two robust CNNs averaged, 192 px",
     },
 }
 
