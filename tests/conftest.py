@@ -82,3 +82,24 @@ def tiny_cnn_dir(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> P
                 for path, score in zip(files, model.predict(images, verbose=0).reshape(-1)):
                     writer.writerow([path.relative_to(data_root).as_posix(), split, label_index, f"{score:.6f}"])
     return folder
+
+
+def early_batch_views(views):
+    """The views of films whose patient number is in the lowest third of its file-name series (rule 3), re-derived."""
+    import re
+    from pathlib import Path
+
+    numbers = {}
+    for path in views["path"]:
+        name = Path(path).name
+        for series, pattern in (("N2", r"^NORMAL2-IM-(\d+)-"), ("IM", r"^IM-(\d+)-"), ("P", r"^person(\d+)_")):
+            match = re.match(pattern, name)
+            if match:
+                numbers[path] = (series, int(match.group(1)))
+                break
+    cuts = {}
+    for series in {s for s, _ in numbers.values()}:
+        unique = sorted({n for s, n in numbers.values() if s == series})
+        cuts[series] = unique[int((len(unique) - 1) / 3)]  # numpy's 'lower' quantile at 1/3
+    keep = [p in numbers and numbers[p][1] <= cuts[numbers[p][0]] for p in views["path"]]
+    return views[keep]

