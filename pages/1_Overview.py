@@ -56,6 +56,12 @@ def stored_examples(model_dir: str, stamp: float, threshold: float) -> tuple[lis
                  note=e.note) for e in cases], ""
 
 
+@st.cache_data(show_spinner=False)
+def what_changed(models_dir: str, name: str, stamp: float) -> list[str]:
+    change = report.recommendation_change(models_dir, name)
+    return change.sentences() if change else []
+
+
 @st.cache_data(show_spinner=False, ttl=60)
 def dataset_audit(data_root: str) -> dict | None:
     return audit.load_dataset_audit(data_root)
@@ -144,6 +150,14 @@ with st.container(key="overview_section_frequencies"):
         "How many flagged children really have pneumonia depends on how common it is where the tool is used: "
         "try it on the Threshold explorer page."
     )
+
+changes = what_changed(models_dir, entry.name, stamp)
+if changes:
+    with st.container(key="overview_section_change"):
+        st.header("What changed with the last recommendation")
+        st.markdown("\n".join(f"- {sentence}" for sentence in changes))
+        st.caption("Both models on the same TEST films, each at its own validation-chosen threshold; 95% bootstrap CIs, "
+                   "and the difference from one resample of films for both.")
 
 with st.container(key="overview_section_audit"):
     findings = audit.plain_findings(dataset_audit(data_root), entry.display_name, entry.card.get("audit"))

@@ -30,6 +30,11 @@ from core.report._figures import (  # noqa: F401
     dataset_counts,
     dataset_figure,
 )
+from core.report._changes import (  # noqa: F401
+    RecommendationChange,
+    recommendation_change,
+    recommendation_history,
+)
 from core.report._frequencies import (  # noqa: F401
     NaturalFrequencies,
     dataset_bars_html,

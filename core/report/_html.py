@@ -20,6 +20,7 @@ from core.report._figures import (
     dataset_counts,
     dataset_figure,
 )
+from core.report._changes import recommendation_change
 from core.report._frequencies import icon_array_html, natural_frequencies
 from core.report._picking import (
     example_images,
@@ -175,6 +176,10 @@ def build_report(
     add(f"<div><p class='big'>{_esc(healthy)}</p>{icon_array_html(freq.false_alarms, colour='#d1242f', label='red = false alarm; grey = correctly not flagged')}</div>")
     add("</div>")
     add(f"<p>{_esc(PUBLISHED_BASELINE)}</p>")
+    change = None if model else recommendation_change(models_dir, chosen.name, split=split)
+    if change:
+        add("<h3>What changed with the last recommendation</h3><ul>"
+            + "".join(f"<li>{_esc(sentence)}</li>" for sentence in change.sentences()) + "</ul>")
     add(f"<p class='muted'>Counts are per 100 X-rays in each group (a child can have several), from the {split_name} split; intervals are 95% bootstrap "
         f"confidence intervals ({n_resamples} resamples over the test images). How many flagged children really have pneumonia "
         "(PPV) depends on how common pneumonia is where the tool is used.</p>")
