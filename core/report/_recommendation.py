@@ -133,17 +133,22 @@ def recommendation_reason(ranking: pd.DataFrame, name: str) -> str:
         robust = ranking[ranking["val_views_roc_auc"].notna() & (ranking.get("val_robust") == True)]  # noqa: E712
         if row.get("val_robust") == True and len(robust):  # noqa: E712 (numpy bool or None)
             ranked_on = (
-                f"the validation films taken nearest in time to the test films (ROC AUC **{key:.3f}** on them, zoomed, "
+                f"the validation films taken nearest in time to the test films (ROC AUC **{key:.4f}** on them, zoomed, "
                 f"shifted or re-exposed; {row['val_views_roc_auc']:.3f} on all perturbed validation films, "
                 f"{row['val_roc_auc']:.3f} on the films as given)"
                 if early else
                 f"cases (ROC AUC **{row['val_views_roc_auc']:.3f}** on those perturbed validation films; "
                 f"{row['val_roc_auc']:.3f} on the films as given)"
             )
+            robust_keys = selection_key(ranking)[robust.index]
+            best = float(robust_keys.max())
+            how = (f"ranks best {ranked_on}" if key >= best else
+                   f"ranks within {RECOMMENDATION_TIE} of the best ({best:.4f}: a tie, which goes to the smaller model) "
+                   f"{ranked_on}")
             return (
                 "Chosen on the **validation** images only: its decisions hold when the validation films are zoomed, "
                 "shifted, re-exposed or padded with black bars (sensitivity and specificity move by at most 0.05), "
-                f"and of the {len(robust)} of {checked} models that hold like this it ranks best {ranked_on}."
+                f"and of the {len(robust)} of {checked} models that hold like this it {how}."
             )
         return (
             "Chosen on the **validation** images only: it ranks cases best when the validation films are also shown "

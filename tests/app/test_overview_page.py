@@ -97,7 +97,7 @@ def _expected(models_root: Path) -> dict:
             keys = {n: a for n, a in keys.items() if n in robust}
         best = max(keys.values())
         name = min((n for n, a in keys.items() if a >= best - 0.002), key=lambda n: (sizes[n], n))
-        reason = (f"ROC AUC **{keys[name]:.3f}** on them" if keys is not view_aucs and name in robust
+        reason = (f"ROC AUC **{keys[name]:.4f}** on them" if keys is not view_aucs and name in robust
                   else f"ROC AUC **{view_aucs[name]:.3f}** on those perturbed validation films")
     else:
         name = max(sorted(aucs), key=aucs.get)
