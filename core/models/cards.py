@@ -237,7 +237,10 @@ def write_artifacts(folder: Path, *, model: Any, card: dict, history: pd.DataFra
     import keras
 
     if getattr(model, "optimizer", None) is not None:
-        model = keras.Model(model.inputs, model.outputs, name=model.name)  # the same layers, not compiled
+        # The same layers, not compiled; one input and one output stay tensors (a list would change model.input).
+        inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+        outputs = model.outputs[0] if len(model.outputs) == 1 else model.outputs
+        model = keras.Model(inputs, outputs, name=model.name)
     model.save(folder / "model.keras")
     history.to_csv(folder / "history.csv", index=False)
     predictions.to_csv(folder / "predictions.csv", index=False)  # full precision: the card agrees exactly
