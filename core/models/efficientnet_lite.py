@@ -42,7 +42,6 @@ STAGES = (
     (4, 5, 2, 6, 112, 192),
     (1, 3, 1, 6, 192, 320),
 )
-LAST_BLOCK = sum(stage[0] for stage in STAGES) - 1  # 15
 FINETUNE_FROM = "block11_expand_conv"  # the first block of the 192-filter stage: the top five blocks and the head
 LAST_CONV = "top_activation"
 

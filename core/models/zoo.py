@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from core.models import efficientnet_lite
+
 log = logging.getLogger(__name__)
 
 IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
@@ -93,7 +95,7 @@ SPECS: dict[str, ModelSpec] = {
         ModelSpec(
             "efficientnet_lite0", "EfficientNet-Lite0 transfer (ImageNet)", "transfer", 3, 224,
             "RGB, 'tf' (x/127.5 - 1) as a Rescaling layer",
-            None, "block11_expand_conv", 32,
+            None, efficientnet_lite.FINETUNE_FROM, 32,
         ),
     )
 }
@@ -297,8 +299,6 @@ def _transfer(spec: ModelSpec, inputs: Any, weights: str | Path | None, dropout:
     else:
         x = _standardize(x, normalize, scale=0.5)
     if spec.application is None:  # EfficientNet-Lite0: built here, its converted weights copied in below
-        from core.models import efficientnet_lite
-
         features = efficientnet_lite.build_backbone(x)
     else:
         application = getattr(keras.applications, spec.application)
@@ -312,8 +312,6 @@ def _transfer(spec: ModelSpec, inputs: Any, weights: str | Path | None, dropout:
     outputs = layers.Dense(1, activation="sigmoid", name=OUTPUT_LAYER)(x)
     model = keras.Model(inputs, outputs, name=spec.name)
     if choice.converted_lite:
-        from core.models import efficientnet_lite
-
         efficientnet_lite.load_imagenet_weights(model)
     log.info("Built %s (%s weights: %s)", spec.name, spec.application or spec.display_name, choice.source)
     return model

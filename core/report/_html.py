@@ -176,7 +176,7 @@ def build_report(
     add(f"<div><p class='big'>{_esc(healthy)}</p>{icon_array_html(freq.false_alarms, colour='#d1242f', label='red = false alarm; grey = correctly not flagged')}</div>")
     add("</div>")
     add(f"<p>{_esc(PUBLISHED_BASELINE)}</p>")
-    change = None if model else recommendation_change(models_dir, chosen.name, split=split)
+    change = None if model else recommendation_change(models_dir, chosen.name, split=split, n_resamples=n_resamples)
     if change:
         add("<h3>What changed with the last recommendation</h3><ul>"
             + "".join(f"<li>{_esc(sentence)}</li>" for sentence in change.sentences()) + "</ul>")

@@ -126,7 +126,8 @@ def recommended_name(ranking: pd.DataFrame) -> str:
 def recommendation_reason(ranking: pd.DataFrame, name: str) -> str:
     """One plain sentence (Markdown bold allowed) saying why ``name`` was recommended, with the validation numbers."""
     row = ranking.set_index("model").loc[name]
-    key = selection_key(ranking).set_axis(ranking["model"])[name]
+    keys = selection_key(ranking)
+    key = keys.set_axis(ranking["model"])[name]
     early = pd.notna(row.get("val_early_views_roc_auc")) and key == row.get("val_early_views_roc_auc")
     if pd.notna(row["val_views_roc_auc"]):
         checked = int(ranking["val_views_roc_auc"].notna().sum())
@@ -140,8 +141,7 @@ def recommendation_reason(ranking: pd.DataFrame, name: str) -> str:
                 f"cases (ROC AUC **{row['val_views_roc_auc']:.3f}** on those perturbed validation films; "
                 f"{row['val_roc_auc']:.3f} on the films as given)"
             )
-            robust_keys = selection_key(ranking)[robust.index]
-            best = float(robust_keys.max())
+            best = float(keys[robust.index].max())
             how = (f"ranks best {ranked_on}" if key >= best else
                    f"ranks within {RECOMMENDATION_TIE} of the best ({best:.4f}: a tie, which goes to the smaller model) "
                    f"{ranked_on}")
