@@ -56,9 +56,8 @@ def stored_examples(model_dir: str, stamp: float, threshold: float) -> tuple[lis
                  note=e.note) for e in cases], ""
 
 
-@st.cache_data(show_spinner=False)
-def what_changed(models_dir: str, name: str, stamp: float) -> list[str]:
-    change = report.recommendation_change(models_dir, name)
+def what_changed(models_dir: str, name: str) -> list[str]:
+    change = report.recommendation_change(models_dir, name)  # kept by core per state of the files
     return change.sentences() if change else []
 
 
@@ -151,7 +150,7 @@ with st.container(key="overview_section_frequencies"):
         "try it on the Threshold explorer page."
     )
 
-changes = what_changed(models_dir, entry.name, stamp)
+changes = what_changed(models_dir, entry.name)
 if changes:
     with st.container(key="overview_section_change"):
         st.header("What changed with the last recommendation")

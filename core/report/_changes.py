@@ -10,6 +10,7 @@ chance. Nothing here chooses anything: the choice was made on validation (rule 3
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,13 +46,16 @@ class RecommendationChange:
         def alarms(freq: NaturalFrequencies) -> str:
             return f"{freq.false_alarms:.0f} (95% CI {freq.false_alarms_low:.0f}–{freq.false_alarms_high:.0f})"
 
+        def signed(number: float) -> str:
+            return "0" if round(number) == 0 else f"{number:+.0f}"  # never "-0" or "+0"
+
         def change(values: tuple[float, float, float], what: str) -> str:
             value, low, high = values
             if low <= 0 <= high:
-                return (f"the difference in {what} ({value:+.0f} per 100, 95% CI {low:+.0f} to {high:+.0f}) could be "
-                        "chance on these films")
+                return (f"the difference in {what} ({signed(value)} per 100, 95% CI {signed(low)} to {signed(high)}) "
+                        "could be chance on these films")
             word = "fewer" if value < 0 else "more"
-            return f"{abs(value):.0f} {word} {what} per 100 (95% CI {low:+.0f} to {high:+.0f}), more than chance"
+            return f"{abs(value):.0f} {word} {what} per 100 (95% CI {signed(low)} to {signed(high)}), more than chance"
 
         split = self.split.upper()
         return [
@@ -75,7 +79,22 @@ def recommendation_change(
     models_dir: str | Path, current: str, *, history_file: str | Path = HISTORY_FILE, split: str = "test",
     n_resamples: int = 1000, seed: int = 0,
 ) -> RecommendationChange | None:
-    """The change from the most recent other recorded recommendation that still ships to ``current``; None if none."""
+    """The change from the most recent other recorded recommendation that still ships to ``current``; None if none.
+
+    Kept per process for the same files (the history and the model folders, by modification time and size), so a
+    server computes the paired bootstrap once, at warm-up, and again only when one of them changes.
+    """
+    history_file = Path(history_file)
+    history_stamp = (history_file.stat().st_mtime_ns, history_file.stat().st_size) if history_file.is_file() else ()
+    stamp = (history_stamp, registry.models_signature(models_dir))
+    return _recommendation_change(str(models_dir), current, str(history_file), split, n_resamples, seed, stamp)
+
+
+@functools.lru_cache(maxsize=16)
+def _recommendation_change(
+    models_dir: str, current: str, history_file: str, split: str, n_resamples: int, seed: int, stamp: tuple
+) -> RecommendationChange | None:
+    """recommendation_change for one state of the files (``stamp``)."""
     from core.evaluation import compare
 
     history = recommendation_history(history_file)

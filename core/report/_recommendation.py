@@ -16,6 +16,7 @@ import pandas as pd
 
 from core.evaluation import metrics
 from core.models import registry
+from core.report._changes import recommendation_change
 
 logger = logging.getLogger(__name__)
 
@@ -207,7 +208,8 @@ def recommend_model(models_dir: str | Path) -> registry.ModelEntry:
 
 def warm_landing_page(models_dir: str | Path, data_root: str | Path) -> str | None:
     """Compute once, before a server takes its first visitor, what the landing page reads: the dataset index (cached
-    on disk), the ranking and the recommended model's test metrics with their bootstrap CIs (kept in this process).
+    on disk), the ranking, the recommended model's test metrics with their bootstrap CIs and what changed with the
+    last recommendation (kept in this process).
 
     Returns the recommended model's name, or None when no model is usable. Errors are left to the page to report.
     """
@@ -223,4 +225,5 @@ def warm_landing_page(models_dir: str | Path, data_root: str | Path) -> str | No
     entry = registry.get_model(recommended_name(ranking), models_dir)
     for split in ("val", "test"):
         registry.model_summary(entry, split)
+    recommendation_change(models_dir, entry.name)
     return entry.name

@@ -69,3 +69,12 @@ def test_model_cards_on_pages_show_no_html_comment(commented_models: Path, page:
     shown = [element.value for element in (*at.markdown, *at.caption, *at.text) if isinstance(element.value, str)]
     assert any("Out-of-distribution guard" in text for text in shown)
     assert not any("<!--" in text for text in shown)
+
+
+@pytest.mark.parametrize("path", [PROJECT_ROOT / "README.md", *SCRIPTS], ids=lambda p: p.name)
+def test_no_internal_issue_number_in_what_users_read(path: Path) -> None:
+    """The README and the pages speak to users: no 'issue 14', no '#14' of the team's tracker."""
+    import re
+
+    found = re.findall(r"(?i)\bissues? *#?\d+|(?<![\w&])#\d+\b", path.read_text())
+    assert not found, found

@@ -14,7 +14,7 @@ import pytest
 from sklearn.metrics import recall_score, roc_auc_score
 from streamlit.testing.v1 import AppTest
 
-from core import config, data
+from core import config, data, report
 from core.report import examples
 from core.evaluation import metrics
 from core.models import registry
@@ -139,6 +139,23 @@ def test_overview_shows_the_recommended_model_and_its_natural_frequencies(page, 
     assert [b for b in page.get("download_button") if "Download report" in b.proto.label]
     styles = [e for e in page.get("html") if "stSidebar" in e.proto.body]
     assert len(styles) == (1 if presentation else 0)
+
+
+def test_overview_says_what_changed_with_the_last_recommendation(page, models_root):
+    """The recorded previous recommendation against today's, per 100 healthy children, from scikit-learn."""
+    expected = _expected(models_root)["name"]
+    shipped = [i["model"] for i in report.recommendation_history() if (models_root / i["model"]).is_dir()]
+    previous = [name for name in shipped if name != expected]
+    text = _text(page)
+    if not previous:  # the stand-in models are not in the recorded history: nothing to compare
+        assert "What changed with the last recommendation" not in text
+        return
+    assert "What changed with the last recommendation" in text
+    for name, verb in ((previous[-1], "wrongly flagged"), (expected, "wrongly flags")):
+        test = pd.read_csv(models_root / name / "predictions.csv").query("split == 'test'")
+        called = (test["score"] >= registry.inspect_model(models_root / name).threshold).astype(int)
+        false_alarms = 100 * (1 - recall_score(test["label"], called, pos_label=0))
+        assert f"{verb} {false_alarms:.0f} (95% CI" in text
 
 
 def test_overview_numbers_equal_the_comparison_page(page, models_root):

@@ -63,3 +63,23 @@ def test_the_shipped_history_names_shipped_models():
     for item in report.recommendation_history():
         assert (project / "models" / item["model"] / "card.json").is_file(), item
         assert item["since"] and item["rule"]
+
+
+def test_the_change_is_computed_once_per_state_of_the_files(models_dir, tmp_path):
+    history = _history(tmp_path / "h.json", "weak", "strong")
+    first = report.recommendation_change(models_dir, "strong", history_file=history, n_resamples=200)
+    assert report.recommendation_change(models_dir, "strong", history_file=history, n_resamples=200) is first
+    # An edit of the history is seen at once (no server restart): the only previous model is gone now.
+    _history(history, "gone", "strong")
+    assert report.recommendation_change(models_dir, "strong", history_file=history, n_resamples=200) is None
+
+
+def test_the_shipped_history_gives_the_overview_a_change_to_show():
+    project = Path(__file__).resolve().parents[2]
+    history = report.recommendation_history()
+    current = report.recommended_name(report.rank_models(project / "models"))
+    assert history[-1]["model"] == current
+    change = report.recommendation_change(project / "models", current, n_resamples=200)
+    assert change.previous == history[-2]["model"] and change.current == current
+    assert change.n_films == 624 and len(change.sentences()) == 3
+    assert not any(sign + "0 " in sentence for sentence in change.sentences() for sign in "+-")  # no "-0" / "+0"
