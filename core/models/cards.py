@@ -191,6 +191,9 @@ def render_card_markdown(card: dict) -> str:
             f"| {key} | {metrics.format_ci(card['metrics']['val'][key])} | {metrics.format_ci(card['metrics']['test'][key])} |"
         )
     data = card["dataset"]
+    from core.evaluation import goals
+
+    lines += ["", *goals.card_goal_section(card).rstrip("\n").splitlines()]
     lines += [
         "",
         "## Data",
@@ -225,6 +228,10 @@ def render_card_markdown(card: dict) -> str:
         from core import audit
 
         text += "\n" + audit.audit_markdown(card["audit"])
+    if card.get("lung_evidence"):
+        from core.lungs import evidence
+
+        text += "\n" + evidence.card_section(card["lung_evidence"])
     return text
 
 
