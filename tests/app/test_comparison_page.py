@@ -321,3 +321,17 @@ def test_operating_point_study_is_shown_from_its_json(paired_root: Path, tmp_pat
     path.write_text("{ half written")
     at = _open_page()
     assert any("operating-point study cannot be shown" in w.value for w in at.warning)
+
+
+def test_the_goal_table_shows_each_model_against_the_goal_on_test(models_root: Path) -> None:
+    at = _open_page()
+    assert any(e.label.startswith("Against the goal set for the recommended model") for e in at.expander)
+    table = next(m.value for m in at.markdown if m.value.startswith("| model | ROC AUC >= 0.975"))
+    rows = {line.split(" | ")[0].strip("| *`"): line for line in table.splitlines()[2:]}
+    assert set(rows) == {"alpha", "beta"}  # the unreadable folders are left out
+    assert rows["alpha"].startswith("| **`alpha`** |")  # the recommended model, in bold
+    for name, row in rows.items():
+        expected = _expected(models_root, name, "test")
+        assert f"| {expected['ROC AUC']:.3f} (" in row and f"| {expected['Specificity']:.3f} (" in row
+    at.toggle(key="comparison_show_val").set_value(True).run()
+    assert not any(e.label.startswith("Against the goal") for e in at.expander)
