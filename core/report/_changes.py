@@ -55,7 +55,8 @@ class RecommendationChange:
                 return (f"the difference in {what} ({signed(value)} per 100, 95% CI {signed(low)} to {signed(high)}) "
                         "could be chance on these films")
             word = "fewer" if value < 0 else "more"
-            return f"{abs(value):.0f} {word} {what} per 100 (95% CI {signed(low)} to {signed(high)}), more than chance"
+            near, far = sorted((abs(low), abs(high)))  # the CI lies on one side of 0 here
+            return f"{abs(value):.0f} {word} {what} per 100 (95% CI {near:.0f} to {far:.0f} {word}), more than chance"
 
         split = self.split.upper()
         return [

@@ -83,3 +83,16 @@ def test_the_shipped_history_gives_the_overview_a_change_to_show():
     assert change.previous == history[-2]["model"] and change.current == current
     assert change.n_films == 624 and len(change.sentences()) == 3
     assert not any(sign + "0 " in sentence for sentence in change.sentences() for sign in "+-")  # no "-0" / "+0"
+
+
+def test_the_sentences_say_which_way_and_whether_it_could_be_chance(models_dir, tmp_path):
+    import dataclasses
+
+    change = report.recommendation_change(models_dir, "strong", history_file=_history(tmp_path / "h.json", "weak", "strong"),
+                                          n_resamples=200)
+    worded = dataclasses.replace(change, false_alarms_difference=(-5.2, -7.4, -1.6), missed_difference=(1.0, -0.4, 2.2))
+    last = worded.sentences()[-1]
+    assert "5 fewer false alarms per 100 (95% CI 2 to 7 fewer), more than chance" in last
+    assert "the difference in missed children (+1 per 100, 95% CI 0 to +2) could be chance" in last
+    worded = dataclasses.replace(change, false_alarms_difference=(3.0, 0.6, 5.5))
+    assert "3 more false alarms per 100 (95% CI 1 to 6 more), more than chance" in worded.sentences()[-1]
