@@ -47,8 +47,16 @@ class GoalCheck:
         return "not met"
 
 
+def has_goal_metrics(card: dict, split: str = "test") -> bool:
+    """Whether the card holds every goal metric for ``split`` (a card written by an older or another tool may not)."""
+    metrics = (card.get("metrics") or {}).get(split) or {}
+    return all(isinstance(metrics.get(key), dict) and "value" in metrics[key] for key in PERFORMANCE_GOALS)
+
+
 def goal_checks(card: dict, split: str = "test") -> list[GoalCheck]:
-    """Each goal metric of a card's ``split`` metrics against its goal, in PERFORMANCE_GOALS order."""
+    """Each goal metric of a card's ``split`` metrics against its goal, in PERFORMANCE_GOALS order ([] without them)."""
+    if not has_goal_metrics(card, split):
+        return []
     metrics = card["metrics"][split]
     return [
         GoalCheck(key, goal, float(metrics[key]["value"]), float(metrics[key].get("ci_low", math.nan)),
@@ -79,10 +87,13 @@ def card_goal_section(card: dict) -> str:
 
 
 def goals_table(cards: Sequence[dict], recommended: str | None = None) -> str:
-    """A markdown table, one row per model: each goal metric with its CI and verdict; the recommended model in bold."""
+    """A markdown table, one row per model: each goal metric with its CI and verdict; the recommended model in bold.
+
+    Cards without the test metrics are left out.
+    """
     header = "| model | " + " | ".join(f"{GOAL_LABELS[k]} >= {g:g}" for k, g in PERFORMANCE_GOALS.items()) + " | met |"
     lines = [header, "| --- |" + " --- |" * (len(PERFORMANCE_GOALS) + 1)]
-    for card in cards:
+    for card in (c for c in cards if has_goal_metrics(c)):
         cells = [f"{format_ci({'value': c.value, 'ci_low': c.ci_low, 'ci_high': c.ci_high})}, {c.verdict}"
                  for c in goal_checks(card)]
         name = f"**`{card['name']}`**" if card["name"] == recommended else f"`{card['name']}`"

@@ -193,7 +193,8 @@ def render_card_markdown(card: dict) -> str:
     data = card["dataset"]
     from core.evaluation import goals
 
-    lines += ["", *goals.card_goal_section(card).rstrip("\n").splitlines()]
+    if goals.has_goal_metrics(card):
+        lines += ["", *goals.card_goal_section(card).rstrip("\n").splitlines()]
     lines += [
         "",
         "## Data",

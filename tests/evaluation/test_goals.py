@@ -38,7 +38,10 @@ def test_the_table_marks_the_recommended_model():
               specificity=(0.9, 0.88, 0.92))
     b = _card("b", roc_auc=(0.9, 0.8, 0.95), accuracy=(0.9, 0.8, 0.95), recall=(0.9, 0.8, 0.95),
               specificity=(0.9, 0.8, 0.95))
-    lines = goals.goals_table([a, b], recommended="b").splitlines()
+    no_metrics = {"name": "c", "threshold": {"value": 0.5}}  # a card written by another tool: left out
+    assert not goals.has_goal_metrics(no_metrics) and goals.goal_checks(no_metrics) == []
+    lines = goals.goals_table([a, no_metrics, b], recommended="b").splitlines()
+    assert len(lines) == 4
     assert lines[2].startswith("| `a` |") and lines[2].endswith("| 4 of 4 |")
     assert lines[3].startswith("| **`b`** |") and lines[3].endswith("| 1 of 4 |")
 
