@@ -38,6 +38,11 @@ class GoalCheck:
     ci_high: float
 
     @property
+    def interval(self) -> str:
+        """'0.960 (0.944–0.975)': the value with its CI, as every table of the project writes it."""
+        return format_ci({"value": self.value, "ci_low": self.ci_low, "ci_high": self.ci_high})
+
+    @property
     def verdict(self) -> str:
         """'met', 'within reach' (missed, but the CI includes the goal) or 'not met' (the whole CI below it)."""
         if self.value >= self.goal:
@@ -79,8 +84,7 @@ def card_goal_section(card: dict) -> str:
         "| --- | --- | --- | --- |",
     ]
     for check in goal_checks(card):
-        entry = {"value": check.value, "ci_low": check.ci_low, "ci_high": check.ci_high}
-        lines.append(f"| {GOAL_LABELS[check.metric]} | >= {check.goal:g} | {format_ci(entry)} | {check.verdict} |")
+        lines.append(f"| {GOAL_LABELS[check.metric]} | >= {check.goal:g} | {check.interval} | {check.verdict} |")
     lines += ["", f"{goals_met(card)} of {len(PERFORMANCE_GOALS)} goals met, at the validation-chosen threshold "
               f"({card['threshold']['value']:.4f}). *Within reach*: missed, but the 95% CI includes the goal.", ""]
     return "\n".join(lines)
@@ -94,8 +98,7 @@ def goals_table(cards: Sequence[dict], recommended: str | None = None) -> str:
     header = "| model | " + " | ".join(f"{GOAL_LABELS[k]} >= {g:g}" for k, g in PERFORMANCE_GOALS.items()) + " | met |"
     lines = [header, "| --- |" + " --- |" * (len(PERFORMANCE_GOALS) + 1)]
     for card in (c for c in cards if has_goal_metrics(c)):
-        cells = [f"{format_ci({'value': c.value, 'ci_low': c.ci_low, 'ci_high': c.ci_high})}, {c.verdict}"
-                 for c in goal_checks(card)]
+        cells = [f"{check.interval}, {check.verdict}" for check in goal_checks(card)]
         name = f"**`{card['name']}`**" if card["name"] == recommended else f"`{card['name']}`"
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {goals_met(card)} of {len(PERFORMANCE_GOALS)} |")
     return "\n".join(lines)

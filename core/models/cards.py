@@ -167,7 +167,7 @@ def _versions() -> dict[str, str]:
 
 def render_card_markdown(card: dict) -> str:
     """card.md: the same content as card.json for people (threshold, metrics with CIs, data, limitations)."""
-    from core.evaluation import metrics
+    from core.evaluation import goals, metrics
 
     lines = [f"# {card['display_name']} (`{card['name']}`)", ""]
     inp = card["input"]
@@ -191,8 +191,6 @@ def render_card_markdown(card: dict) -> str:
             f"| {key} | {metrics.format_ci(card['metrics']['val'][key])} | {metrics.format_ci(card['metrics']['test'][key])} |"
         )
     data = card["dataset"]
-    from core.evaluation import goals
-
     if goals.has_goal_metrics(card):
         lines += ["", *goals.card_goal_section(card).rstrip("\n").splitlines()]
     lines += [

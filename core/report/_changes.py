@@ -86,7 +86,8 @@ def recommendation_change(
     server computes the paired bootstrap once, at warm-up, and again only when one of them changes.
     """
     history_file = Path(history_file)
-    history_stamp = (history_file.stat().st_mtime_ns, history_file.stat().st_size) if history_file.is_file() else ()
+    history_stat = history_file.stat() if history_file.is_file() else None
+    history_stamp = (history_stat.st_mtime_ns, history_stat.st_size) if history_stat else ()
     stamp = (history_stamp, registry.models_signature(models_dir))
     return _recommendation_change(str(models_dir), current, str(history_file), split, n_resamples, seed, stamp)
 
